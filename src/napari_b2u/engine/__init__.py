@@ -1,0 +1,32 @@
+"""Training as a generator of events, tiled inference and model files.
+
+No Qt and no napari here: the API, the CLI and the napari widgets all drive
+these same functions.
+"""
+
+from napari_b2u.engine.data import Planes, resolve_axes
+from napari_b2u.engine.device import available_devices, resolve_device
+from napari_b2u.engine.events import STOP, Done, Event, Preview, Started, Step
+from napari_b2u.engine.model import Model
+from napari_b2u.engine.modelfile import ModelFileError, load_model, read_metadata, save_model
+from napari_b2u.engine.training import TrainingDiverged, train_events
+
+__all__ = [
+    "STOP",
+    "Done",
+    "Event",
+    "Model",
+    "ModelFileError",
+    "Planes",
+    "Preview",
+    "Started",
+    "Step",
+    "TrainingDiverged",
+    "available_devices",
+    "load_model",
+    "read_metadata",
+    "resolve_axes",
+    "resolve_device",
+    "save_model",
+    "train_events",
+]
