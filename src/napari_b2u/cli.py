@@ -18,12 +18,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-supervised Blind2Unblind denoising: train on noisy images, denoise them.",
     )
     parser.add_argument("--version", action="version", version=f"napari-b2u {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log more")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
         "demo",
+        parents=[common],
         help="denoise a noisy sample image (no download) and report the PSNR gain",
         description="Adds Gaussian noise (sigma 25) to scikit-image's camera image, trains "
         "Blind2Unblind on it within a time budget, writes noisy/denoised TIFFs, a "
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--gui", action="store_true", help="open napari with the sample and the Train widget")
     add_train_options(demo)
 
-    info = sub.add_parser("info", help="print a model file's metadata")
+    info = sub.add_parser("info", parents=[common], help="print a model file's metadata")
     info.add_argument("model", help="a .safetensors model file")
     return parser
 
