@@ -54,8 +54,9 @@ def test_denoise_function_and_model_file(trained_model, tmp_path, noisy_pair):
     path = tmp_path / "m.safetensors"
     trained_model.save(path)
     np.testing.assert_array_equal(denoise(noisy, path), trained_model.denoise(noisy))
-    np.testing.assert_array_equal(denoise(noisy, trained_model, mode="blind"),
-                                  trained_model.denoise(noisy, mode="blind"))
+    np.testing.assert_array_equal(
+        denoise(noisy, trained_model, mode="blind"), trained_model.denoise(noisy, mode="blind")
+    )
 
 
 def test_input_is_never_modified(noisy_pair):
@@ -78,8 +79,13 @@ def test_callback_sees_events_and_can_stop():
         seen.append(type(event).__name__)
         return api.STOP if isinstance(event, api.Step) else None
 
-    model = train(np.random.default_rng(0).random((48, 48)).astype(np.float32),
-                  steps=10_000, time_budget=None, callback=callback, **TINY)
+    model = train(
+        np.random.default_rng(0).random((48, 48)).astype(np.float32),
+        steps=10_000,
+        time_budget=None,
+        callback=callback,
+        **TINY,
+    )
     assert seen[0] == "Started" and seen[-1] == "Done" and "Step" in seen
     assert isinstance(model, Model) and model.summary["stop_reason"] == "stopped"
 
@@ -93,7 +99,9 @@ def test_psnr_gain_on_shared_microscopy_data():
     if not noisy_path.exists():
         pytest.skip(f"shared data not present ({noisy_path})")
     noisy = np.asarray(Image.open(noisy_path)).astype(np.float32)[:256, :256]
-    clean = np.asarray(Image.open(SHARED_DATA / "fmd" / "gt" / noisy_path.name)).astype(np.float32)[:256, :256]
+    clean = np.asarray(Image.open(SHARED_DATA / "fmd" / "gt" / noisy_path.name)).astype(np.float32)[
+        :256, :256
+    ]
     model = train(noisy, steps=200, time_budget=None, **{**TINY, "features": 16, "patch_size": 64})
     gain = psnr(model.denoise(noisy), clean) - psnr(noisy, clean)
     assert gain > 1.0, gain

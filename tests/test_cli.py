@@ -26,7 +26,12 @@ def test_demo_writes_results_and_reports_psnr(tmp_path):
     match = re.search(r"PSNR noisy ([\d.]+) dB -> denoised ([\d.]+) dB", result.stdout)
     assert match, result.stdout
     assert float(match.group(2)) > float(match.group(1)) + 1.0
-    assert {p.name for p in out.iterdir()} == {"noisy.tif", "denoised.tif", "side_by_side.png", "model.safetensors"}
+    assert {p.name for p in out.iterdir()} == {
+        "noisy.tif",
+        "denoised.tif",
+        "side_by_side.png",
+        "model.safetensors",
+    }
     assert tifffile.imread(out / "denoised.tif").shape == (512, 512)
     assert "training" in result.stderr  # the progress bar
 

@@ -44,7 +44,8 @@ def test_events_come_often_and_stop_keeps_the_model():
     image = smooth_image((64, 64))
     config = TrainConfig(steps=10_000, time_budget=None, **TINY)
     events, model = drain(
-        train_events(image, config=config), lambda e: STOP if isinstance(e, Step) and e.step >= 3 else None
+        train_events(image, config=config),
+        lambda e: STOP if isinstance(e, Step) and e.step >= 3 else None,
     )
     assert isinstance(events[-1], Done) and events[-1].reason == "stopped"
     assert 3 <= model.summary["steps"] < 10_000
@@ -54,7 +55,9 @@ def test_events_come_often_and_stop_keeps_the_model():
 
 
 def test_closing_the_generator_aborts():
-    gen = train_events(smooth_image((48, 48)), config=TrainConfig(steps=10_000, time_budget=None, **TINY))
+    gen = train_events(
+        smooth_image((48, 48)), config=TrainConfig(steps=10_000, time_budget=None, **TINY)
+    )
     assert isinstance(next(gen), Started)
     assert isinstance(next(gen), Step)
     gen.close()
@@ -75,7 +78,9 @@ def test_time_budget_stops_training():
 def test_preview_events():
     config = TrainConfig(steps=4, time_budget=None, **TINY)
     stack = np.stack([smooth_image((40, 50), seed=s) for s in range(3)])
-    events, _ = drain(train_events(stack, config=config, preview_plane=lambda: 2, preview_interval=0.0))
+    events, _ = drain(
+        train_events(stack, config=config, preview_plane=lambda: 2, preview_interval=0.0)
+    )
     previews = [e for e in events if isinstance(e, Preview)]
     assert previews and previews[0].plane == 2
     assert previews[0].image.shape == (40, 50) and previews[0].offset == (0, 0)
@@ -94,7 +99,11 @@ def test_continue_a_stopped_run_and_fine_tune_a_finished_one(monkeypatch):
     monkeypatch.setattr("napari_b2u.engine.training.REPORT_INTERVAL", 0.0)  # a Step per step
     image = smooth_image((48, 48))
     config = TrainConfig(steps=12, time_budget=None, **TINY)
-    stopped = train(image, config=config, callback=lambda e: STOP if isinstance(e, Step) and e.step >= 4 else None)
+    stopped = train(
+        image,
+        config=config,
+        callback=lambda e: STOP if isinstance(e, Step) and e.step >= 4 else None,
+    )
     assert stopped.summary["steps"] < 12 and stopped.optimizer_state is not None
     resumed = train(image, init=stopped)
     assert resumed.summary["steps"] == 12 and resumed.completed  # the same run, finished
@@ -125,8 +134,10 @@ def test_stacks_and_channels(shape, axes, channels, n):
     assert out.shape == image.shape and out.dtype == np.float32 and np.isfinite(out).all()
     # planes come back in place: plane i of the output is the denoised plane i
     i = n - 1
-    single = model.denoise(np.asarray(image[planes.index(i)]), axes=axes and "".join(
-        a for a in planes.axes if a in "YXCS"))
+    single = model.denoise(
+        np.asarray(image[planes.index(i)]),
+        axes=axes and "".join(a for a in planes.axes if a in "YXCS"),
+    )
     np.testing.assert_allclose(out[planes.index(i)], single, atol=1e-4)
 
 
@@ -153,7 +164,9 @@ def test_lazy_inputs_are_read_patch_by_patch():
 
 def test_zarr_input(tmp_path):
     zarr = pytest.importorskip("zarr")
-    z = zarr.open_array(str(tmp_path / "a.zarr"), mode="w", shape=(3, 40, 40), chunks=(1, 40, 40), dtype="u2")
+    z = zarr.open_array(
+        str(tmp_path / "a.zarr"), mode="w", shape=(3, 40, 40), chunks=(1, 40, 40), dtype="u2"
+    )
     z[:] = (np.random.default_rng(0).random((3, 40, 40)) * 1000).astype(np.uint16)
     model = train(z, steps=2, time_budget=None, **TINY)
     assert model.denoise(z).shape == (3, 40, 40)
@@ -196,7 +209,9 @@ def test_patch_sampler_shapes_and_normalisation():
 
 @pytest.mark.parametrize("mode", ["weighted", "blind", "visible"])
 def test_tiled_matches_untiled(trained_model, mode):
-    image = smooth_image((200, 232)) + np.random.default_rng(2).normal(0, 25, (200, 232)).astype(np.float32)
+    image = smooth_image((200, 232)) + np.random.default_rng(2).normal(0, 25, (200, 232)).astype(
+        np.float32
+    )
     whole = trained_model.denoise(image, mode=mode, tile_size=1024)
     tiled = trained_model.denoise(image, mode=mode, tile_size=64, tile_overlap=32)
     scale = whole.std()
@@ -207,8 +222,16 @@ def test_tiled_matches_untiled(trained_model, mode):
 def test_tiling_covers_awkward_sizes(trained_model):
     net = trained_model.net
     x = np.random.default_rng(0).normal(size=(1, 70, 33)).astype(np.float32)
-    out = denoise_plane(net, x, mode="visible", cell=2, lam=20, tile_size=32, tile_overlap=8,
-                        device=torch.device("cpu"))
+    out = denoise_plane(
+        net,
+        x,
+        mode="visible",
+        cell=2,
+        lam=20,
+        tile_size=32,
+        tile_overlap=8,
+        device=torch.device("cpu"),
+    )
     assert out.shape == x.shape and np.isfinite(out).all()
 
 

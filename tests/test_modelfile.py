@@ -25,7 +25,9 @@ def test_round_trip_is_bit_exact(trained_model, tmp_path, noisy_pair):
     loaded = load_model(path)
     _, noisy = noisy_pair
     for mode in ("weighted", "blind", "visible"):
-        assert np.array_equal(loaded.denoise(noisy, mode=mode), trained_model.denoise(noisy, mode=mode))
+        assert np.array_equal(
+            loaded.denoise(noisy, mode=mode), trained_model.denoise(noisy, mode=mode)
+        )
     assert loaded.config == trained_model.config
     assert loaded.summary["steps"] == trained_model.summary["steps"]
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left
@@ -40,7 +42,13 @@ def test_saved_optimizer_state_lets_a_stopped_run_continue(tmp_path, monkeypatch
 
     monkeypatch.setattr("napari_b2u.engine.training.REPORT_INTERVAL", 0.0)
     image = smooth_image((40, 40))
-    stopped = train(image, steps=8, time_budget=None, callback=lambda e: STOP if isinstance(e, Step) and e.step >= 3 else None, **TINY)
+    stopped = train(
+        image,
+        steps=8,
+        time_budget=None,
+        callback=lambda e: STOP if isinstance(e, Step) and e.step >= 3 else None,
+        **TINY,
+    )
     stopped.save(tmp_path / "s.safetensors")
     loaded = load_model(tmp_path / "s.safetensors")
     assert loaded.optimizer_state is not None and not loaded.completed
@@ -135,15 +143,21 @@ def _rewrite_meta(src, dst, change):
 
 def test_newer_format_version_asks_to_upgrade(trained_model, tmp_path):
     trained_model.save(tmp_path / "m.safetensors")
-    _rewrite_meta(tmp_path / "m.safetensors", tmp_path / "new.safetensors",
-                  lambda meta, header: meta.update(format_version=FORMAT_VERSION + 1))
+    _rewrite_meta(
+        tmp_path / "m.safetensors",
+        tmp_path / "new.safetensors",
+        lambda meta, header: meta.update(format_version=FORMAT_VERSION + 1),
+    )
     with pytest.raises(ModelFileError, match="newer napari-b2u"):
         load_model(tmp_path / "new.safetensors")
 
 
 def test_wrong_tensors_are_reported(trained_model, tmp_path):
     trained_model.save(tmp_path / "m.safetensors")
-    _rewrite_meta(tmp_path / "m.safetensors", tmp_path / "w.safetensors",
-                  lambda meta, header: meta["network"].update(features=16))
+    _rewrite_meta(
+        tmp_path / "m.safetensors",
+        tmp_path / "w.safetensors",
+        lambda meta, header: meta["network"].update(features=16),
+    )
     with pytest.raises(ModelFileError, match="do not match"):
         load_model(tmp_path / "w.safetensors")

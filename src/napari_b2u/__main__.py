@@ -19,8 +19,14 @@ class TrainingBar:
     def __init__(self, disable: bool = False) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=100, unit="%", disable=disable, desc="training", leave=True,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+        self.bar = tqdm(
+            total=100,
+            unit="%",
+            disable=disable,
+            desc="training",
+            leave=True,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
+        )
 
     def __call__(self, event) -> None:
         from napari_b2u.api import Done, Step

@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         "side-by-side PNG and the model, and prints PSNR before and after.",
     )
     demo.add_argument("--out", default="b2u-demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--gui", action="store_true", help="open napari with the sample and the Train widget")
+    demo.add_argument(
+        "--gui", action="store_true", help="open napari with the sample and the Train widget"
+    )
     add_train_options(demo)
 
     info = sub.add_parser("info", parents=[common], help="print a model file's metadata")

@@ -44,7 +44,8 @@ def resolve_axes(shape: tuple[int, ...], axes: str | None) -> str:
         problems.append("stack axes must not repeat")
     if problems:
         raise ValueError(
-            f"Invalid axes {axes!r} for shape {tuple(shape)}: " + "; ".join(problems)
+            f"Invalid axes {axes!r} for shape {tuple(shape)}: "
+            + "; ".join(problems)
             + ". Name one letter per dimension, e.g. 'YX', 'TYX', 'ZYX', 'YXC' or 'TCYX'."
         )
     return axes
@@ -134,12 +135,16 @@ class Planes:
         if not cache:
             return plane
         self._cache[i] = plane
-        while len(self._cache) > 1 and sum(p.nbytes for p in self._cache.values()) > PLANE_CACHE_BYTES:
+        while (
+            len(self._cache) > 1 and sum(p.nbytes for p in self._cache.values()) > PLANE_CACHE_BYTES
+        ):
             self._cache.popitem(last=False)
         return plane
 
 
-def estimate_normalization(planes: Planes, max_pixels: int = 2**21) -> tuple[np.ndarray, np.ndarray]:
+def estimate_normalization(
+    planes: Planes, max_pixels: int = 2**21
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std from a strided sample of up to 16 planes.
 
     Raises ``ValueError`` when the sample holds NaN or inf values.

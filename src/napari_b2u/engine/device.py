@@ -18,9 +18,7 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ValueError(
-            f"Unknown device {name!r}; use one of {available_devices()}."
-        ) from exc
+        raise ValueError(f"Unknown device {name!r}; use one of {available_devices()}.") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(

@@ -58,7 +58,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Preview:
-    """The current model's output on a crop of one plane, in input units.
+    """The current model's visible output ``f(y)`` on a crop of one plane, in
+    input units (one network pass, so previews cost little training time).
 
     ``image`` is ``(h, w)`` or ``(h, w, C)``; ``offset`` is the crop's
     top-left corner ``(y, x)`` in the plane.

@@ -147,8 +147,14 @@ def iter_denoised_planes(
             return
         x = (planes.plane(i, cache=False) - mean_) / std_
         out = denoise_plane(
-            net, x, mode=mode, cell=cell, lam=lam, tile_size=tile_size,
-            tile_overlap=tile_overlap, device=device,
+            net,
+            x,
+            mode=mode,
+            cell=cell,
+            lam=lam,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            device=device,
         )
         out *= std_
         out += mean_

@@ -130,8 +130,16 @@ class Model:
             use_all_cores()
         self.net.to(dev).eval()
         yield from iter_denoised_planes(
-            planes, self.net, self.mean, self.std, mode=mode, cell=self.config.cell,
-            lam=self.config.lam1, tile_size=tile_size, tile_overlap=tile_overlap, device=dev,
+            planes,
+            self.net,
+            self.mean,
+            self.std,
+            mode=mode,
+            cell=self.config.cell,
+            lam=self.config.lam1,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            device=dev,
             should_stop=should_stop,
         )
 
@@ -143,7 +151,9 @@ class Model:
 
     def state_for_file(self) -> dict[str, torch.Tensor]:
         """Tensors of the model, for :mod:`.modelfile`."""
-        tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        tensors = {
+            f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()
+        }
         tensors["norm.mean"] = torch.from_numpy(self.mean.copy())
         tensors["norm.std"] = torch.from_numpy(self.std.copy())
         return tensors

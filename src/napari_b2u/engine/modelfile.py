@@ -72,7 +72,9 @@ def load_model(path: str | os.PathLike) -> Model:
         try:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError, RuntimeError) as exc:
-            raise ModelFileError(f"{path}: tensors cannot be read ({exc}); the file is damaged.") from exc
+            raise ModelFileError(
+                f"{path}: tensors cannot be read ({exc}); the file is damaged."
+            ) from exc
     try:
         net = UNet(**meta["network"])
         config = TrainConfig.from_dict(meta["config"])

@@ -34,7 +34,7 @@ REPORT_INTERVAL = 0.25
 PREVIEW_SIZE = 256
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite."""
 
 
@@ -115,9 +115,14 @@ def train_events(
     shape = patch_shape(planes, config.patch_size, net.multiple)
     sampler = PatchSampler(planes, shape, mean, std, config.augment, rng)
     yield Started(
-        config=config, device=str(device), n_params=sum(p.numel() for p in net.parameters()),
-        n_planes=planes.n, plane_shape=(planes.height, planes.width), channels=planes.channels,
-        patch_shape=shape, start_step=step,
+        config=config,
+        device=str(device),
+        n_params=sum(p.numel() for p in net.parameters()),
+        n_planes=planes.n,
+        plane_shape=(planes.height, planes.width),
+        channels=planes.channels,
+        patch_shape=shape,
+        start_step=step,
     )
 
     t0 = time.perf_counter() - elapsed0
@@ -160,9 +165,16 @@ def train_events(
             rate = (step - report_step) / max(now - last_report, 1e-9)
             report_step, last_report = step, now
             command = yield Step(
-                step=step, elapsed=elapsed, progress=run_progress(step, elapsed, config),
-                loss=mean_losses[0], l_rev=mean_losses[1], l_reg=mean_losses[2], lam=lam, lr=lr,
-                steps_per_second=rate, remaining=_remaining(step, elapsed, rate, config),
+                step=step,
+                elapsed=elapsed,
+                progress=run_progress(step, elapsed, config),
+                loss=mean_losses[0],
+                l_rev=mean_losses[1],
+                l_reg=mean_losses[2],
+                lam=lam,
+                lr=lr,
+                steps_per_second=rate,
+                remaining=_remaining(step, elapsed, rate, config),
             )
             if command is STOP:
                 break
@@ -185,7 +197,11 @@ def train_events(
         "stop_reason": reason,
         "device": str(device),
         "threads": threads,
-        "trained_on": {"shape": list(planes.shape), "dtype": str(planes.dtype), "axes": planes.axes},
+        "trained_on": {
+            "shape": list(planes.shape),
+            "dtype": str(planes.dtype),
+            "axes": planes.axes,
+        },
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
     }
@@ -212,8 +228,14 @@ def _preview(net, planes, plane, mean, std, config, device, step) -> Preview:
     crop = planes.read(plane, slice(y0, y0 + h), slice(x0, x0 + w))
     m, s = mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)
     out = denoise_plane(
-        net.eval(), (crop - m) / s, mode=config.mode, cell=config.cell, lam=config.lam1,
-        tile_size=PREVIEW_SIZE, tile_overlap=0, device=device,
+        net.eval(),
+        (crop - m) / s,
+        mode="visible",  # one network pass; the blind and weighted outputs take cell**2 + 1
+        cell=config.cell,
+        lam=config.lam1,
+        tile_size=PREVIEW_SIZE,
+        tile_overlap=0,
+        device=device,
     )
     out = out * s + m
     image = out[0] if out.shape[0] == 1 else np.moveaxis(out, 0, -1)

@@ -1,0 +1,188 @@
+"""The "Denoise with Blind2Unblind model" dock widget: apply a saved model,
+or one trained in this session, to any image layer."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, SpinBox
+from napari.layers import Image
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from napari_b2u._widgets.layers import guess_axes, layer_data, output_layer_kwargs, show_image
+from napari_b2u._widgets.session import SESSION
+from napari_b2u._widgets.workers import denoise_planes, explain, make_worker, shut_down
+from napari_b2u.api import MODES, Model, ModelFileError, load_model
+from napari_b2u.engine import Planes, available_devices
+
+if TYPE_CHECKING:
+    import napari
+
+FROM_FILE = "model file…"
+
+
+class DenoiseWidget(QWidget):
+    """Denoise an image layer with a trained Blind2Unblind model."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self._workers: set = set()
+        self._loaded: tuple[Path, Model] | None = None
+
+        self.source = ComboBox(label="model", choices=self._model_choices)
+        self.file = FileEdit(label="model file", filter="*.safetensors", mode="r")
+        self.model_info = Label(label="")
+        self.image = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        self.axes = LineEdit(label="axes")
+        self.mode = ComboBox(label="output", choices=["model default", *MODES])
+        self.tile = SpinBox(label="tile size", value=512, min=32, max=8192, step=32)
+        self.overlap = SpinBox(label="tile overlap", value=64, min=0, max=1024, step=16)
+        self.device = ComboBox(label="device", choices=available_devices())
+        self.form = Container(
+            widgets=[
+                self.source,
+                self.file,
+                self.model_info,
+                self.image,
+                self.axes,
+                self.mode,
+                self.tile,
+                self.overlap,
+                self.device,
+            ]
+        )
+        self.run_button = QPushButton("Denoise")
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        for w in (self.form.native, self.run_button, self.progress, self.status):
+            layout.addWidget(w)
+        layout.addStretch()
+
+        self.source.changed.connect(self._update_model_info)
+        self.file.changed.connect(self._update_model_info)
+        self.image.changed.connect(
+            lambda layer: layer is not None and setattr(self.axes, "value", guess_axes(layer))
+        )
+        self.run_button.clicked.connect(self.run)
+        SESSION.changed.connect(self._on_new_model)
+        self.viewer.layers.events.inserted.connect(self.reset_choices)
+        self.viewer.layers.events.removed.connect(self.reset_choices)
+        self.destroyed.connect(functools.partial(shut_down, self._workers))
+        self.destroyed.connect(functools.partial(_forget, self._on_new_model))
+        self.reset_choices()
+
+    def _model_choices(self, *_: Any) -> list[str]:
+        return [*reversed(SESSION.models), FROM_FILE]
+
+    def _image_layers(self, *_: Any) -> list[Image]:
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def reset_choices(self, *_: Any) -> None:
+        self.source.reset_choices()
+        self.image.reset_choices()
+        if self.image.value is None and self.image.choices:
+            self.image.value = self.image.choices[-1]
+        self._update_model_info()
+
+    def _on_new_model(self) -> None:
+        """A model was trained in this session: offer it, selected."""
+        self.reset_choices()
+        self.source.value = next(reversed(SESSION.models))
+
+    def model(self) -> Model:
+        """The chosen model (loads the file once); ``ModelFileError`` if unusable."""
+        if self.source.value != FROM_FILE:
+            return SESSION.models[self.source.value]
+        path = Path(self.file.value)
+        if self._loaded is None or self._loaded[0] != path:
+            self._loaded = (path, load_model(path))
+        return self._loaded[1]
+
+    def _update_model_info(self, *_: Any) -> None:
+        self.file.visible = self.source.value == FROM_FILE
+        if self.source.value == FROM_FILE and not Path(self.file.value).is_file():
+            self.model_info.value = "choose a .safetensors model file"
+            return
+        try:
+            model = self.model()
+        except ModelFileError as exc:
+            self.model_info.value = str(exc)
+            return
+        s, trained = model.summary, model.summary.get("trained_on", {})
+        self.model_info.value = (
+            f"{model.channels} channel(s), depth {model.net.depth}/{model.net.features} features, "
+            f"cell {model.config.cell}; trained {s.get('steps')} steps, {s.get('seconds', 0):.0f} s "
+            f"on {json.dumps(trained.get('shape'))} {trained.get('dtype', '')}"
+        )
+
+    def run(self) -> None:
+        """Denoise the chosen layer in a worker; the output becomes a new layer."""
+        if self._workers:
+            show_error("Denoising is already running.")
+            return
+        layer = self.image.value
+        try:
+            if layer is None:
+                raise ValueError("Choose an image layer to denoise.")
+            model = self.model()
+            data, axes = layer_data(layer), self.axes.value
+            planes = Planes(data, axes)
+            if planes.channels != model.channels:
+                raise ValueError(
+                    f"The model takes {model.channels} channel(s), the layer has "
+                    f"{planes.channels} (axes {axes!r}); check the axes or pick another model."
+                )
+        except (ValueError, TypeError) as exc:
+            show_error(str(exc))
+            return
+        mode = None if self.mode.value == "model default" else self.mode.value
+        worker = make_worker(
+            denoise_planes(
+                model,
+                data,
+                axes,
+                mode or model.config.mode,
+                self.tile.value,
+                self.overlap.value,
+                self.device.value,
+            )
+        )
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(
+            functools.partial(self._on_done, layer, model, mode or model.config.mode)
+        )
+        worker.errored.connect(lambda exc: show_error(f"Blind2Unblind: {explain(exc)}"))
+        worker.finished.connect(functools.partial(self._on_finished, worker))
+        self._workers.add(worker)
+        self.run_button.setEnabled(False)
+        worker.start()
+
+    def _on_progress(self, progress: tuple[int, int]) -> None:
+        done, total = progress
+        self.progress.setValue(round(100 * done / max(total, 1)))
+        self.status.setText(f"Denoising plane {done} of {total}…")
+
+    def _on_done(self, layer: Image, model: Model, mode: str, out) -> None:
+        info = {
+            "config": model.config.to_dict(),
+            "summary": model.summary,
+            "mode": mode,
+            "source": layer.name,
+        }
+        show_image(self.viewer, out, output_layer_kwargs(layer, "[B2U]", info))
+        self.status.setText(f"Done: '{layer.name} [B2U]'.")
+
+    def _on_finished(self, worker) -> None:
+        self._workers.discard(worker)
+        self.run_button.setEnabled(True)
+
+
+def _forget(slot, *_: Any) -> None:
+    SESSION.changed.disconnect(slot, missing_ok=True)
