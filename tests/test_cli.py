@@ -21,7 +21,19 @@ def run_cli(*args):
 
 def test_demo_writes_results_and_reports_psnr(tmp_path):
     out = tmp_path / "demo"
-    result = run_cli("demo", "--out", str(out), "--steps", "40", "--features", "16", "--depth", "3")
+    result = run_cli(
+        "demo",
+        "--out",
+        str(out),
+        "--steps",
+        "40",
+        "--time-budget",
+        "0",
+        "--features",
+        "16",
+        "--depth",
+        "3",
+    )
     assert result.returncode == 0, result.stderr
     match = re.search(r"PSNR noisy ([\d.]+) dB -> denoised ([\d.]+) dB", result.stdout)
     assert match, result.stdout

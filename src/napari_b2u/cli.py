@@ -9,6 +9,9 @@ from typing import Any
 from napari_b2u.config import MODES, TrainConfig
 
 
+_ZERO_IS_NONE = ("steps", "time_budget")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Parser with one sub-command per job."""
     from napari_b2u import __version__
@@ -63,10 +66,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = int
         else:
             kwargs["type"] = type(default)
-        group.add_argument(flag, help=f"(default: {default})", **kwargs)
+        note = " (0: no limit)" if field.name in _ZERO_IS_NONE else ""
+        group.add_argument(flag, help=f"(default: {default}){note}", **kwargs)
 
 
 def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig fields given on the command line."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return {k: v for k, v in vars(args).items() if k in names}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    return {k: (None if k in _ZERO_IS_NONE and not v else v) for k, v in given.items()}
