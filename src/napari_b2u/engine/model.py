@@ -128,7 +128,7 @@ class Model:
         dev = resolve_device(device or self.config.device)
         if dev.type == "cpu":
             use_all_cores()
-        self.net.to(dev).eval()
+        self.net.to(dev, memory_format=torch.channels_last).eval()
         yield from iter_denoised_planes(
             planes,
             self.net,
