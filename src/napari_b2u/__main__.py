@@ -66,7 +66,111 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "info": cmd_info}
+def cmd_train(args: argparse.Namespace) -> int:
+    from napari_b2u import api
+    from napari_b2u.batch import expand_inputs
+    from napari_b2u.engine.images import open_image
+
+    images = [open_image(p) for p in expand_inputs(args.inputs)]
+    data, axes = _stack_inputs(images, args.axes)
+    model = api.train(
+        data, axes=axes, callback=TrainingBar(disable=args.quiet), **train_overrides(args)
+    )
+    model.save(args.model)
+    s = model.summary
+    log.info(
+        "trained %s steps in %.0f s on %s; model saved to %s",
+        s["steps"],
+        s["seconds"],
+        s["device"],
+        args.model,
+    )
+    return 0
+
+
+def _stack_inputs(images, axes):
+    """One array of all inputs' planes (lazily, with dask) for training."""
+    from napari_b2u.engine import Planes
+
+    if len(images) == 1:
+        return images[0].data, axes or images[0].axes
+    import dask.array as da
+
+    planes = [Planes(im.data, axes or im.axes) for im in images]
+    shapes = {(p.channels, p.height, p.width) for p in planes}
+    if len(shapes) > 1:
+        raise ValueError(
+            "The inputs have different plane sizes or channels "
+            f"{sorted(shapes)}; train on files of one size, or one file at a time."
+        )
+    stacks = []
+    for p in planes:
+        order = p.stack_dims + ([p.channel_dim] if p.channel_dim is not None else [])
+        order += [p.axes.index("Y"), p.axes.index("X")]
+        arr = da.from_array(p.array, chunks=-1) if not isinstance(p.array, da.Array) else p.array
+        stacks.append(
+            arr.transpose(order).reshape(
+                (p.n, *([p.channels] if p.channel_dim is not None else []), p.height, p.width)
+            )
+        )
+    channel = "C" if planes[0].channel_dim is not None else ""
+    return da.concatenate(stacks), "N" + channel + "YX"
+
+
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from napari_b2u import api
+    from napari_b2u.batch import plan
+
+    jobs = plan(
+        args.inputs, args.out, suffix=args.suffix, overwrite=args.overwrite, resume=args.resume
+    )
+    if args.dry_run:
+        for job in jobs:
+            print(f"{'skip (complete)' if job.skip else 'write'}\t{job.input} -> {job.output}")
+        return 0
+    summary = {"done": [], "failed": {}}
+    try:
+        summary["done"] = api.denoise_files(
+            args.inputs,
+            args.out,
+            args.model,
+            mode=args.output_mode,
+            axes=args.axes,
+            suffix=args.suffix,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            scheduler=args.scheduler,
+            progress=not args.quiet,
+            dtype=args.dtype,
+            tile_size=args.tile,
+            tile_overlap=args.overlap,
+            **train_overrides(args),
+        )
+        code = 0
+    except api.BatchError as exc:
+        summary = {"done": exc.done, "failed": exc.failed}
+        code = 1
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "done": [str(p) for p in summary["done"]],
+                    "failed": {str(k): v for k, v in summary["failed"].items()},
+                },
+                indent=1,
+            )
+        )
+    else:
+        log.info(
+            "%d file(s) denoised into %s, %d failed",
+            len(summary["done"]),
+            args.out,
+            len(summary["failed"]),
+        )
+    return code
+
+
+COMMANDS = {"demo": cmd_demo, "train": cmd_train, "denoise": cmd_denoise, "info": cmd_info}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:
         log.error("%s", exc)
         return 2
     except KeyboardInterrupt:

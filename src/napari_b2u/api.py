@@ -11,11 +11,14 @@ Imports no Qt and no napari: usable on servers and in batch jobs.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_b2u.batch import BatchError, plan, run_jobs
 from napari_b2u.config import MODES, TrainConfig
 from napari_b2u.engine import (
     STOP,
@@ -26,7 +29,7 @@ from napari_b2u.engine import (
     Preview,
     Started,
     Step,
-    TrainingDiverged,
+    run_to_end,
     train_events,
 )
 from napari_b2u.engine import load_model as _load_model
@@ -42,8 +45,9 @@ __all__ = [
     "Started",
     "Step",
     "TrainConfig",
-    "TrainingDiverged",
+    "BatchError",
     "denoise",
+    "denoise_files",
     "load_model",
     "train",
 ]
@@ -85,20 +89,16 @@ def train(
     Returns
     -------
     Model
-        The trained model; ``model.summary`` says how training went.
+        The trained model; ``model.summary`` says how training went. If the
+        loss became NaN/inf, training stops with a ``RuntimeWarning`` and the
+        model keeps the last good weights.
     """
     base = config or (init.config if init is not None else TrainConfig())
     config = base.replace(**overrides) if overrides else base
-    events = train_events(image, axes, config, init=init)
-    command = None
-    try:
-        while True:
-            event = events.send(command)
-            command = callback(event) if callback is not None else None
-    except StopIteration as finished:
-        return finished.value
-    finally:
-        events.close()
+    model = run_to_end(train_events(image, axes, config, init=init), callback)
+    if model.summary.get("stop_reason") == "diverged":
+        warnings.warn(model.summary["message"], RuntimeWarning, stacklevel=2)
+    return model
 
 
 def denoise(
@@ -134,3 +134,140 @@ def load_model(path: str | os.PathLike) -> Model:
         tensors that do not match its metadata. Nothing is ever unpickled.
     """
     return _load_model(path)
+
+
+def denoise_files(
+    inputs: str | os.PathLike | Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    model: Model | str | os.PathLike | None = None,
+    *,
+    mode: str | None = None,
+    axes: str | None = None,
+    suffix: str = "_b2u",
+    overwrite: bool = False,
+    resume: bool = True,
+    scheduler: Any = None,
+    progress: bool = True,
+    dtype: str = "float32",
+    tile_size: int | None = None,
+    tile_overlap: int | None = None,
+    device: str | None = None,
+    config: TrainConfig | None = None,
+    **train_overrides: Any,
+) -> list[Path]:
+    """Denoise many image files, writing ``out_dir/<stem><suffix>.tif`` for each.
+
+    Parameters
+    ----------
+    inputs : path, folder, glob pattern, or a list of them
+        TIFF / OME-TIFF (memory-mapped where possible), PNG/JPEG, .npy, .zarr.
+    out_dir : path
+        Output folder (created if needed). Inputs are never modified.
+    model : Model or path, optional
+        Apply this model to every file. ``None``: train a model on each file
+        itself (self-supervised, the usual Blind2Unblind use), with
+        ``config`` and ``train_overrides`` (e.g. ``time_budget=60``).
+    mode : {"weighted", "blind", "visible"}, optional
+        Output mode (default: the model's).
+    axes : str, optional
+        Axes of every input; default: read from the TIFF, else guessed.
+    suffix : str
+        Added to each output's stem.
+    overwrite : bool
+        Rewrite outputs that exist.
+    resume : bool
+        Skip outputs that exist (they are complete: outputs are written
+        atomically). With both false an existing output is an error.
+    scheduler : str or distributed.Client, optional
+        A dask.distributed scheduler address or client: files are spread over
+        its workers. Default: everything runs here, one file at a time.
+    progress : bool
+        Show tqdm progress bars (files, and planes of the current file).
+    dtype : {"float32", "keep"}
+        Output dtype; ``keep`` rounds and clips into the input's dtype.
+    tile_size, tile_overlap, device
+        As for :meth:`Model.denoise`.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The outputs, complete ones skipped by ``resume`` included.
+
+    Raises
+    ------
+    BatchError
+        After all files were tried, if some failed (``.failed`` says why).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = plan(inputs, out, suffix=suffix, overwrite=overwrite, resume=resume)
+    if model is not None and not isinstance(model, Model):
+        model = load_model(model)
+    if "device" in train_overrides and device is None:
+        device = train_overrides["device"]  # one device for training and inference
+    base = config or TrainConfig()
+    config = base.replace(**train_overrides) if train_overrides else base
+    bars = _Bars(len(jobs), enabled=progress)
+    try:
+        return run_jobs(
+            jobs,
+            model,
+            scheduler=scheduler,
+            on_done=bars.file_done,
+            callback_for=bars.for_job,
+            mode=mode,
+            axes=axes,
+            dtype=dtype,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            device=device,
+            config=config,
+        )
+    finally:
+        bars.close()
+
+
+class _Bars:
+    """tqdm bars: files overall, and training/planes of the current file."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.tqdm, self.enabled = tqdm, enabled
+        self.files = tqdm(total=total, desc="files", unit="file", disable=not enabled, position=0)
+        self.current = None
+
+    def for_job(self, job):
+        if not self.enabled:
+            return None
+        self._close_current()
+        self.current = self.tqdm(
+            total=100,
+            desc=job.input.name,
+            leave=False,
+            position=1,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+        )
+
+        def callback(kind: str, value: Any) -> None:
+            if kind == "train" and isinstance(value, Step):
+                self.current.n = round(80 * value.progress)
+                self.current.set_postfix_str(f"training, loss {value.loss:.4g}")
+            elif kind == "plane":
+                done, total = value
+                self.current.n = 80 + round(20 * done / total)
+                self.current.set_postfix_str(f"denoising plane {done}/{total}")
+
+        return callback
+
+    def file_done(self, job, out, error) -> None:
+        self.files.update(1)
+
+    def _close_current(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+    def close(self) -> None:
+        self._close_current()
+        self.files.close()

@@ -8,7 +8,6 @@ from typing import Any
 
 from napari_b2u.config import MODES, TrainConfig
 
-
 _ZERO_IS_NONE = ("steps", "time_budget")
 
 
@@ -40,15 +39,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_train_options(demo)
 
+    train = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train a model on image files and save it",
+        description="Train one Blind2Unblind model on the planes of all INPUT files "
+        "(which must share their plane size and channels) and save it.",
+    )
+    train.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns")
+    train.add_argument("--model", required=True, help="output model file (.safetensors)")
+    train.add_argument("--axes", help="axes of the inputs, e.g. TYX (default: from the file)")
+    add_train_options(train)
+
+    denoise = sub.add_parser(
+        "denoise",
+        parents=[common],
+        help="denoise image files (self-supervised per file, or with --model)",
+        description="Write OUT/<stem>_b2u.tif for each INPUT. Without --model, a model is "
+        "trained on each file itself with the training options below.",
+    )
+    denoise.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns"
+    )
+    denoise.add_argument("--out", required=True, help="output folder")
+    denoise.add_argument("--model", help="apply this model instead of training one per file")
+    denoise.add_argument("--axes", help="axes of the inputs, e.g. TYX (default: from the file)")
+    denoise.add_argument(
+        "--mode", dest="output_mode", choices=MODES, help="output (default: the model's)"
+    )
+    denoise.add_argument("--tile", type=int, help="tile size in pixels (default 512)")
+    denoise.add_argument("--overlap", type=int, help="tile overlap in pixels (default 64)")
+    denoise.add_argument(
+        "--dtype",
+        choices=("float32", "keep"),
+        default="float32",
+        help="output dtype; keep: the input's, rounded and clipped (default: %(default)s)",
+    )
+    denoise.add_argument(
+        "--suffix", default="_b2u", help="added to output names (default: %(default)s)"
+    )
+    denoise.add_argument("--overwrite", action="store_true", help="rewrite existing outputs")
+    denoise.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="fail on existing outputs instead of skipping them",
+    )
+    denoise.add_argument(
+        "--scheduler", help="dask.distributed scheduler address, to spread files over a cluster"
+    )
+    denoise.add_argument(
+        "--dry-run", action="store_true", help="list what would be written and stop"
+    )
+    denoise.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_train_options(denoise, exclude=("mode",))
+
     info = sub.add_parser("info", parents=[common], help="print a model file's metadata")
     info.add_argument("model", help="a .safetensors model file")
     return parser
 
 
-def add_train_options(parser: argparse.ArgumentParser) -> None:
+def add_train_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
     """One ``--flag`` per :class:`TrainConfig` field, defaulting to the config's."""
     group = parser.add_argument_group("training options (TrainConfig fields)")
     for field in dataclasses.fields(TrainConfig):
+        if field.name in exclude:
+            continue
         flag = "--" + field.name.replace("_", "-")
         default = field.default
         kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS}
