@@ -225,3 +225,19 @@ def test_demo_gui_opens_the_sample_with_the_train_widget(qtbot):
         assert any("Train Blind2Unblind" in name for name in viewer.window.dock_widgets)
     finally:
         viewer.close()
+
+
+def test_a_second_training_is_refused(make_napari_viewer, qtbot, monkeypatch):
+    shown = []
+    monkeypatch.setattr("napari_b2u._widgets.train_widget.show_info", shown.append)
+    viewer = make_napari_viewer()
+    viewer.add_image(noisy_image()[1], name="noisy")
+    widget = dock(viewer)
+    tiny_settings(widget, minutes=10)
+    widget.train_button.click()
+    assert not widget.train_button.isEnabled()
+    widget.train()  # programmatic second start
+    assert shown and "already running" in shown[-1]
+    assert len(widget._workers) == 1
+    widget.stop()
+    wait_idle(qtbot, widget)

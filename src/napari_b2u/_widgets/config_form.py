@@ -13,7 +13,7 @@ from napari_b2u.config import TrainConfig
 SIMPLE_FIELDS = ("time_budget", "device", "mode")
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "Fast (CPU)": {"depth": 4, "features": 32, "patch_size": 64, "batch_size": 4, "cell": 2},
+    "Fast (CPU)": {"depth": 4, "features": 16, "patch_size": 64, "batch_size": 4, "cell": 2},
     "Paper size (GPU)": {"depth": 5, "features": 48, "patch_size": 128, "batch_size": 4, "cell": 4},
 }
 

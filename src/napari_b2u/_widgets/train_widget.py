@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit
 from napari.layers import Image
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -215,15 +215,7 @@ class TrainWidget(QWidget):
             show_error("Choose an image layer to train on.")
             return
         try:
-            config = (
-                self.config()
-                if init is None
-                else init.config.replace(
-                    time_budget=self.minutes.value * 60.0,
-                    device=self.device.value,
-                    mode=self.mode.value,
-                )
-            )
+            config = self.config()  # a continued run takes the form's lr etc. too
             data, axes = layer_data(layer), self.axes.value
             Planes(data, axes)  # fail here, with the message, rather than in the worker
         except (ValueError, TypeError) as exc:
@@ -276,6 +268,8 @@ class TrainWidget(QWidget):
             if layer is not None and (layer.rgb or event.image.ndim == 2):
                 show_image(self.viewer, event.image, preview_layer_kwargs(layer, event.offset))
         elif isinstance(event, Done):
+            if event.message:
+                show_warning(event.message)
             self.status.setText(
                 f"Trained {event.step} steps in {event.elapsed:.0f} s ({event.reason}); denoising…"
             )
@@ -315,9 +309,9 @@ class TrainWidget(QWidget):
         }
         show_image(self.viewer, out, output_layer_kwargs(layer, OUTPUT_SUFFIX, info))
         s = self.model.summary
+        loss = f", final loss {s['final_loss']:.4g}" if s.get("final_loss") is not None else ""
         self.status.setText(
-            f"Done: {s['steps']} steps in {s['seconds']:.0f} s, final loss {s['final_loss']:.4g}. "
-            f"Output: '{layer.name} {OUTPUT_SUFFIX}'."
+            f"Done: {s['steps']} steps in {s['seconds']:.0f} s{loss}. Output: '{layer.name} {OUTPUT_SUFFIX}'."
         )
 
     def _on_error(self, exc: Exception) -> None:

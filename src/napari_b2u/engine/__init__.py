@@ -9,7 +9,7 @@ from napari_b2u.engine.device import available_devices, resolve_device
 from napari_b2u.engine.events import STOP, Done, Event, Preview, Started, Step
 from napari_b2u.engine.model import Model
 from napari_b2u.engine.modelfile import ModelFileError, load_model, read_metadata, save_model
-from napari_b2u.engine.training import TrainingDiverged, train_events
+from napari_b2u.engine.training import run_to_end, train_events
 
 __all__ = [
     "STOP",
@@ -21,12 +21,12 @@ __all__ = [
     "Preview",
     "Started",
     "Step",
-    "TrainingDiverged",
     "available_devices",
     "load_model",
     "read_metadata",
     "resolve_axes",
     "resolve_device",
+    "run_to_end",
     "save_model",
     "train_events",
 ]

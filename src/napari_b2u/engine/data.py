@@ -145,7 +145,8 @@ class Planes:
 def estimate_normalization(
     planes: Planes, max_pixels: int = 2**21
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std from a strided sample of up to 16 planes.
+    """Per-channel mean and std from a strided sample of up to 16 planes,
+    after clipping the sample to its 0.2-99.8 percentiles.
 
     Raises ``ValueError`` when the sample holds NaN or inf values.
     """
@@ -166,6 +167,9 @@ def estimate_normalization(
             "The image contains NaN or infinite values. Replace them first, "
             "e.g. with numpy.nan_to_num(image), then train again."
         )
+    # Clip the extreme 0.2 % first: a few hot pixels must not set the scale.
+    lo, hi = np.percentile(sample, [0.2, 99.8], axis=1, keepdims=True)
+    sample = np.clip(sample, lo, hi)
     mean = sample.mean(axis=1)
     std = sample.std(axis=1)
     # A constant channel has nothing to learn but must not divide by zero.

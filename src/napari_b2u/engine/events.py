@@ -73,12 +73,15 @@ class Preview:
 
 @dataclass(frozen=True)
 class Done:
-    """Training ended; ``reason`` is ``"steps"``, ``"time"`` or ``"stopped"``."""
+    """Training ended; ``reason`` is ``"steps"``, ``"time"``, ``"stopped"`` or
+    ``"diverged"`` (the loss became NaN/inf: the last good weights are kept and
+    ``message`` says what to do)."""
 
     step: int
     elapsed: float
     reason: str
     final_loss: float | None
+    message: str | None = None
 
 
 Event = Started | Step | Preview | Done

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -63,6 +65,50 @@ def _ramp(length: int, start: int, size: int, overlap: int) -> np.ndarray:
 
 
 def denoise_plane(
+    net: UNet,
+    plane: np.ndarray,
+    *,
+    mode: str,
+    cell: int,
+    lam: float,
+    tile_size: int | None = None,
+    tile_overlap: int | None = None,
+    device: torch.device,
+) -> np.ndarray:
+    """Denoise one normalised plane ``(C, H, W)``, tile by tile (see
+    :func:`denoise_tiled`). When the device runs out of memory, the tile size
+    is halved and the plane tried again, with a warning."""
+    tile = int(tile_size or DEFAULT_TILE)
+    smallest = max(2 * cell, net.multiple, 32)
+    while True:
+        try:
+            overlap = DEFAULT_OVERLAP if tile_overlap is None else tile_overlap
+            return denoise_tiled(
+                net,
+                plane,
+                mode=mode,
+                cell=cell,
+                lam=lam,
+                tile_size=tile,
+                tile_overlap=min(overlap, tile // 2),
+                device=device,
+            )
+
+        except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
+            current = min(tile, max(plane.shape[1:]))
+            if "out of memory" not in str(exc).lower() or current <= smallest:
+                raise
+            tile = max(current // 2 // net.multiple * net.multiple, smallest)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            warnings.warn(
+                f"Out of memory on {device} with {current} px tiles; retrying with {tile} px tiles.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
+def denoise_tiled(
     net: UNet,
     plane: np.ndarray,
     *,

@@ -34,10 +34,6 @@ REPORT_INTERVAL = 0.25
 PREVIEW_SIZE = 256
 
 
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite."""
-
-
 def run_progress(step: int, elapsed: float, config: TrainConfig) -> float:
     """Fraction of the run done: the further of the step and the time limits."""
     done = 0.0
@@ -89,6 +85,12 @@ def train_events(
     """
     config = config or (init.config if init is not None else TrainConfig())
     planes = Planes(image, axes)
+    smallest = max(8, 2 * config.cell)
+    if min(planes.height, planes.width) < smallest:
+        raise ValueError(
+            f"The image planes are {planes.height}x{planes.width} pixels; training needs at least "
+            f"{smallest}x{smallest}. Train on a larger image (or a stack) and apply the model to this one."
+        )
     device = resolve_device(config.device)
     threads = use_all_cores() if device.type == "cpu" else None
     if config.seed is not None:
@@ -115,7 +117,7 @@ def train_events(
 
     shape = patch_shape(planes, config.patch_size, net.multiple)
     sampler = PatchSampler(planes, shape, mean, std, config.augment, rng)
-    yield Started(
+    command = yield Started(
         config=config,
         device=str(device),
         n_params=sum(p.numel() for p in net.parameters()),
@@ -126,12 +128,14 @@ def train_events(
         start_step=step,
     )
 
+    good = _snapshot(net, optimizer, step)  # restored if the loss becomes NaN/inf
+    message = None
     t0 = time.perf_counter() - elapsed0
     last_report = last_preview = time.perf_counter()
     losses: list[torch.Tensor] = []
     report_step, final_loss, reason = step, None, "stopped"
     with keep_memory():
-        while True:
+        while command is not STOP:  # a STOP answered to Started ends before any step
             elapsed = time.perf_counter() - t0
             progress = run_progress(step, elapsed, config)
             if progress >= 1.0:
@@ -157,10 +161,16 @@ def train_events(
             mean_losses = torch.stack(losses).mean(0).tolist()
             losses.clear()
             if not all(math.isfinite(v) for v in mean_losses):
-                raise TrainingDiverged(
-                    f"The loss became {mean_losses[0]} at step {step}. Lower the learning rate "
+                message = (
+                    f"The loss became {mean_losses[0]} at step {step}; training stopped and the "
+                    f"weights of step {good['step']} were kept. Lower the learning rate "
                     f"(lr={config.lr}) or check the image for extreme values."
                 )
+                net.load_state_dict(good["net"])
+                optimizer.load_state_dict(good["optimizer"])
+                step, reason = good["step"], "diverged"
+                break
+            good = _snapshot(net, optimizer, step)
             final_loss = mean_losses[0]
             elapsed = now - t0
             rate = (step - report_step) / max(now - last_report, 1e-9)
@@ -189,13 +199,14 @@ def train_events(
 
     elapsed = time.perf_counter() - t0
     progress = run_progress(step, elapsed, config)
-    yield Done(step=step, elapsed=elapsed, reason=reason, final_loss=final_loss)
+    yield Done(step=step, elapsed=elapsed, reason=reason, final_loss=final_loss, message=message)
     summary = {
         "steps": step,
         "seconds": round(elapsed, 3),
         "final_loss": final_loss,
-        "progress": 1.0 if reason != "stopped" else progress,
+        "progress": 1.0 if reason in ("steps", "time") else progress,
         "stop_reason": reason,
+        "message": message,
         "device": str(device),
         "threads": threads,
         "trained_on": {
@@ -209,8 +220,33 @@ def train_events(
     return Model(net.eval(), config, mean, std, summary, optimizer.state_dict())
 
 
+def run_to_end(
+    events: Generator[Event, Any, Model], callback: Callable[[Event], Any] | None = None
+) -> Model:
+    """Drive a training generator to its end; ``callback(event)`` sees every
+    event and may return :data:`STOP`. Returns the model."""
+    command = None
+    try:
+        while True:
+            event = events.send(command)
+            command = callback(event) if callback is not None else None
+    except StopIteration as finished:
+        return finished.value
+    finally:
+        events.close()
+
+
 def _last_step(step: int, elapsed: float, config: TrainConfig) -> bool:
     return run_progress(step, elapsed, config) >= 1.0
+
+
+def _snapshot(net: UNet, optimizer: torch.optim.Optimizer, step: int) -> dict[str, Any]:
+    """Copies of the weights and optimizer state, to fall back on."""
+    return {
+        "net": {k: v.detach().clone() for k, v in net.state_dict().items()},
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "step": step,
+    }
 
 
 def _remaining(step: int, elapsed: float, rate: float, config: TrainConfig) -> float | None:

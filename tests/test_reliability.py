@@ -1,0 +1,300 @@
+"""Bad input, faults and invariants: each case says what was wrong and what to do."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from napari_b2u.api import Done, Model, TrainConfig, denoise_files, load_model, train
+from napari_b2u.core import UNet, global_mapper, global_masker
+from napari_b2u.engine import train_events
+from napari_b2u.engine.inference import denoise_plane
+
+from .utils import TINY, smooth_image
+
+FAST = {**TINY, "steps": 3, "time_budget": None}
+
+
+@pytest.mark.parametrize(
+    "image, match",
+    [
+        (np.zeros((0, 10)), "empty"),
+        (np.zeros((3, 0, 10)), "empty"),
+        (np.zeros((1, 1)), "at least"),
+        (np.zeros((5, 7)), "at least"),
+        (np.zeros(10), "at least a 2D"),
+        (np.zeros((10, 10), dtype=complex), "dtype"),
+    ],
+)
+def test_unusable_images_are_refused_with_advice(image, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        train(image, **FAST)
+
+
+@pytest.mark.parametrize(
+    "dtype", ["int8", "uint8", "int16", "uint16", "int32", "float16", "float64", "bool"]
+)
+def test_every_dtype_trains_and_denoises(dtype):
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    raw = smooth_image((32, 36)) / 255.0
+    if dtype == "bool":
+        image = raw > 0.5
+    elif info is not None:
+        image = (raw * min(info.max, 1000)).astype(dtype)
+    else:
+        image = (raw + rng.normal(0, 0.1, raw.shape)).astype(dtype)
+    model = train(image, **FAST)
+    out = model.denoise(image)
+    assert out.shape == image.shape and out.dtype == np.float32 and np.isfinite(out).all()
+
+
+def test_tiny_images_can_still_be_denoised(trained_model):
+    for shape in [(1, 1), (3, 5), (17, 9)]:
+        out = trained_model.denoise(np.full(shape, 100.0, np.float32))
+        assert out.shape == shape and np.isfinite(out).all()
+
+
+def test_constant_image(trained_model):
+    image = np.full((40, 40), 7, np.uint16)
+    model = train(image, **FAST)
+    out = model.denoise(image)
+    assert np.isfinite(out).all() and np.abs(out - 7).max() < 50
+
+
+def test_inf_values_are_refused():
+    image = smooth_image((40, 40))
+    image[0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        train(image, **FAST)
+
+
+def test_hot_pixels_in_uint16_do_not_set_the_scale():
+    rng = np.random.default_rng(0)
+    image = (smooth_image((64, 64)) * 4 + rng.normal(0, 30, (64, 64))).clip(0).astype(np.uint16)
+    image[rng.integers(64, size=5), rng.integers(64, size=5)] = 65535
+    normal = image < 60000
+    model = train(image, **FAST)
+    assert model.std[0] < 1.5 * image[normal].std()  # 5 hot pixels would make it 10x
+    assert abs(model.mean[0] - image[normal].mean()) < 0.2 * image[normal].std()
+    assert np.isfinite(model.denoise(image)).all()
+
+
+@pytest.mark.parametrize(
+    "shape, axes, match",
+    [
+        ((2, 3, 4, 40, 40), "TZCYX", None),
+        ((3, 40, 40), "CYX", None),
+        ((3, 40, 40), "YXC", None),  # wrong but valid: 40 channels of 3x40 planes -> too small
+        ((2, 3, 40, 40), "TYX", "letters"),
+        ((2, 3, 40, 40), "TCYC", "Y and X"),
+    ],
+)
+def test_axes_for_5d_and_channel_first(shape, axes, match):
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    if match is None and axes != "YXC":
+        model = train(image, axes=axes, **FAST)
+        assert model.denoise(image, axes=axes).shape == shape
+    else:
+        with pytest.raises(ValueError, match=match or "at least"):
+            train(image, axes=axes, **FAST)
+
+
+def test_rgba():
+    image = (np.random.default_rng(0).random((40, 40, 4)) * 255).astype(np.uint8)
+    model = train(image, axes="YXC", **FAST)
+    assert model.channels == 4 and model.denoise(image, axes="YXC").shape == image.shape
+
+
+def test_diverging_loss_keeps_the_last_good_weights(monkeypatch):
+    monkeypatch.setattr("napari_b2u.engine.training.REPORT_INTERVAL", 0.0)
+    calls = {"n": 0}
+    import napari_b2u.engine.training as training
+
+    real = training.b2u_loss
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss, l_rev, l_reg = real(*args, **kwargs)
+        if calls["n"] >= 4:
+            loss = loss * float("nan")
+        return loss, l_rev, l_reg
+
+    monkeypatch.setattr(training, "b2u_loss", poisoned)
+    events = []
+    with pytest.warns(RuntimeWarning, match="loss became nan.*weights of step 3"):
+        model = train(smooth_image((40, 40)), callback=events.append, **{**FAST, "steps": 50})
+    done = events[-1]
+    assert (
+        isinstance(done, Done)
+        and done.reason == "diverged"
+        and "Lower the learning rate" in done.message
+    )
+    assert model.summary["steps"] == 3 and not model.completed
+    assert all(torch.isfinite(p).all() for p in model.net.parameters())
+    assert np.isfinite(model.denoise(smooth_image((40, 40)))).all()
+
+
+def test_out_of_memory_retries_with_smaller_tiles(trained_model, monkeypatch):
+    import napari_b2u.engine.inference as inference
+
+    real = inference.predict
+    sizes = []
+
+    def limited(net, y, *args):
+        sizes.append(y.shape[-1])
+        if y.shape[-1] * y.shape[-2] > 64 * 64:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(net, y, *args)
+
+    monkeypatch.setattr(inference, "predict", limited)
+    x = np.random.default_rng(0).normal(size=(1, 150, 150)).astype(np.float32)
+    with pytest.warns(
+        RuntimeWarning, match="Out of memory on cpu with 150 px tiles; retrying with 72"
+    ):
+        out = denoise_plane(
+            trained_model.net,
+            x,
+            mode="visible",
+            cell=2,
+            lam=20,
+            tile_size=512,
+            device=torch.device("cpu"),
+        )
+    assert out.shape == x.shape and np.isfinite(out).all() and max(sizes[-4:]) <= 64
+
+
+def test_disk_full_leaves_no_partial_file(trained_model, tmp_path, monkeypatch):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "a.tif", smooth_image((40, 40)))
+    real_write = tifffile.TiffWriter.write
+
+    def full(self, *args, **kwargs):
+        real_write(self, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tifffile.TiffWriter, "write", full)
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="No space left"):
+        denoise_files(tmp_path / "a.tif", out, trained_model, progress=False)
+    assert list(out.iterdir()) == []
+
+
+def test_unwritable_output_folder_is_reported(trained_model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        denoise_files(tmp_path / "file", blocker / "sub", trained_model, progress=False)
+
+
+def test_model_channels_must_match(trained_model):
+    with pytest.raises(ValueError, match="trained on 1-channel images"):
+        trained_model.denoise(np.zeros((3, 32, 32), np.float32), axes="CYX")
+
+
+def test_model_without_our_metadata_and_empty_file(tmp_path):
+    from safetensors.torch import save_file
+
+    from napari_b2u.api import ModelFileError
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "x.safetensors"))
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    for name in ("x.safetensors", "empty.safetensors"):
+        with pytest.raises(ModelFileError, match=name):
+            load_model(tmp_path / name)
+
+
+def test_generator_closed_mid_run_restores_memory_settings():
+    import napari_b2u.engine._malloc as malloc
+
+    gen = train_events(smooth_image((40, 40)), config=TrainConfig(**{**FAST, "steps": 10_000}))
+    next(gen), next(gen)
+    assert malloc._users >= 1 or malloc._libc() is None
+    gen.close()
+    assert malloc._users == 0
+
+
+# ---------------------------------------------------------------- properties
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 3),
+    h=st.integers(2, 19),
+    w=st.integers(2, 19),
+    cell=st.integers(2, 4),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_masker_mapper_invariants(n, c, h, w, cell, dtype):
+    y = torch.rand(n, c, h, w, dtype=dtype)
+    volume, masks = global_masker(y, cell)
+    k = cell * cell
+    assert volume.shape == (n * k, c, h, w) and volume.dtype == dtype and masks.dtype == dtype
+    assert torch.all(masks.view(n, k, 1, h, w).sum(1) == 1)
+    # visible pixels are untouched; mapping the volume itself gives the interpolation
+    assert torch.equal(volume * (1 - masks), y.repeat_interleave(k, 0) * (1 - masks))
+    blind = global_mapper(volume, masks, cell)
+    from napari_b2u.core import interpolate
+
+    torch.testing.assert_close(blind, interpolate(y))
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    h=st.integers(20, 140),
+    w=st.integers(20, 140),
+    tile=st.sampled_from([48, 64, 96, 128]),
+    overlap=st.sampled_from([16, 24, 32]),
+    mode=st.sampled_from(["visible", "blind", "weighted"]),
+)
+def test_tiled_close_to_untiled_for_any_tiling(trained_model, h, w, tile, overlap, mode):
+    image = np.random.default_rng(h * w).normal(128, 25, (h, w)).astype(np.float32)
+    whole = trained_model.denoise(image, mode=mode, tile_size=2048)
+    tiled = trained_model.denoise(image, mode=mode, tile_size=tile, tile_overlap=overlap)
+    assert tiled.shape == image.shape and np.isfinite(tiled).all()
+    assert np.abs(tiled - whole).mean() < 0.05 * whole.std() + 0.05
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(shape=st.tuples(st.integers(1, 3), st.integers(8, 50), st.integers(8, 50)))
+def test_save_load_round_trip_is_bit_exact(trained_model, tmp_path, shape):
+    path = tmp_path / "m.safetensors"
+    trained_model.save(path)
+    loaded = load_model(path)
+    image = np.random.default_rng(0).normal(100, 20, shape).astype(np.float32)
+    a, b = trained_model.denoise(image), loaded.denoise(image)
+    assert np.array_equal(a, b) and a.shape == shape and np.isfinite(a).all()
+
+
+def test_unet_output_is_finite_for_finite_extreme_input():
+    net = UNet(1, features=4, depth=2)
+    model = Model(net, TrainConfig(), np.array([0.0]), np.array([1.0]))
+    image = np.array([[0, 65535] * 8] * 16, dtype=np.uint16)
+    assert np.isfinite(model.denoise(image)).all()
+
+
+def test_loaded_pickle_never_runs(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "m.safetensors").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ValueError):
+        load_model(tmp_path / "m.safetensors")
+    assert not marker.exists()
