@@ -1,0 +1,1 @@
+"""Benchmarks: quality per unit of compute, speed and memory (not part of the package)."""

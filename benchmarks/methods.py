@@ -1,0 +1,120 @@
+"""Denoisers compared in the benchmarks, each given the same wall-clock budget.
+
+``b2u`` is the package itself. ``n2v`` (a Noise2Void-style blind-spot
+baseline) and ``supervised`` (trained on the clean target: the upper bound)
+use the same UNet, patches, optimiser and schedule, so the differences come
+from the method alone. ``bm3d`` is the classical tool.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from napari_b2u.api import TrainConfig, train
+from napari_b2u.core import UNet, lr_schedule
+from napari_b2u.engine.data import Planes, estimate_normalization, patch_shape
+from napari_b2u.engine.inference import denoise_plane
+from napari_b2u.engine.training import run_progress
+
+
+def b2u(case, budget: float, **overrides) -> dict[str, np.ndarray]:
+    """Outputs of all three modes from one training run, plus run info."""
+    model = train(case.noisy, time_budget=budget, device="cpu", **overrides)
+    out = {mode: model.denoise(case.noisy, mode=mode) for mode in ("weighted", "blind", "visible")}
+    out["_steps"] = model.summary["steps"]
+    return out
+
+
+def bm3d(case, budget: float | None = None) -> dict[str, np.ndarray]:
+    """BM3D with the true sigma (synthetic Gaussian) or an estimated one."""
+    import bm3d as bm3d_lib
+    from skimage.restoration import estimate_sigma
+
+    sigma = case.sigma if case.sigma is not None else float(estimate_sigma(case.noisy))
+    return {"bm3d": bm3d_lib.bm3d(case.noisy / 255.0, sigma / 255.0).astype(np.float32) * 255.0}
+
+
+def _train_same_net(case, budget: float, loss_fn, config: TrainConfig) -> tuple[UNet, np.ndarray, np.ndarray, int]:
+    """The B2U loop with another loss: same net, patches, Adam and lr schedule."""
+    torch.manual_seed(config.seed or 0)
+    rng = np.random.default_rng(config.seed)
+    planes = Planes(case.noisy)
+    mean, std = estimate_normalization(planes)
+    net = UNet(1, features=config.features, depth=config.depth).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    shape = patch_shape(planes, config.patch_size, net.multiple)
+    pair = Planes(np.stack([case.noisy, case.clean]))  # plane 0 noisy, 1 clean: same crops
+    cfg = config.replace(time_budget=budget, steps=None)
+    t0, step = time.perf_counter(), 0
+    while (progress := run_progress(step, time.perf_counter() - t0, cfg)) < 1.0:
+        for g in opt.param_groups:
+            g["lr"] = lr_schedule(progress, config.lr, config.lr_milestones, config.lr_gamma)
+        noisy, clean = _paired_batch(pair, shape, float(mean[0]), float(std[0]), config.batch_size, rng)
+        loss = loss_fn(net, torch.from_numpy(noisy), torch.from_numpy(clean), rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+    return net.eval(), mean, std, step
+
+
+def _paired_batch(planes, shape, m, s, size, rng):
+    """Normalised noisy and clean patches at the same places, flipped/rotated alike."""
+    ph, pw = shape
+    noisy = np.empty((size, 1, ph, pw), np.float32)
+    clean = np.empty_like(noisy)
+    for b in range(size):
+        y0 = int(rng.integers(planes.height - ph + 1))
+        x0 = int(rng.integers(planes.width - pw + 1))
+        pair = np.stack([planes.read(i, slice(y0, y0 + ph), slice(x0, x0 + pw))[0] for i in (0, 1)])
+        k, f0, f1 = int(rng.integers(4)), rng.integers(2), rng.integers(2)
+        pair = np.rot90(pair, k, axes=(1, 2))
+        pair = pair[:, ::-1] if f0 else pair
+        pair = pair[:, :, ::-1] if f1 else pair
+        noisy[b, 0], clean[b, 0] = pair
+    return (noisy - m) / s, (clean - m) / s
+
+
+def _n2v_loss(net, noisy, clean, rng, fraction: float = 0.02):
+    """Noise2Void: replace ~2 % of pixels by a random neighbour, score only those."""
+    mask = torch.from_numpy(rng.random(noisy.shape) < fraction)
+    dy = torch.from_numpy(rng.integers(-2, 3, noisy.shape))
+    dx = torch.from_numpy(rng.integers(-2, 3, noisy.shape))
+    same = (dy == 0) & (dx == 0)
+    dx = torch.where(same, torch.ones_like(dx), dx)
+    n, c, h, w = noisy.shape
+    yy = torch.arange(h).view(1, 1, h, 1).expand_as(noisy)
+    xx = torch.arange(w).view(1, 1, 1, w).expand_as(noisy)
+    src_y = (yy + dy).clamp(0, h - 1)
+    src_x = (xx + dx).clamp(0, w - 1)
+    flat = noisy.reshape(n, c, -1)
+    neighbours = flat.gather(2, (src_y * w + src_x).reshape(n, c, -1)).reshape_as(noisy)
+    masked = torch.where(mask, neighbours, noisy)
+    out = net(masked)
+    return ((out - noisy) ** 2)[mask].mean()
+
+
+def _supervised_loss(net, noisy, clean, rng):
+    return torch.mean((net(noisy) - clean) ** 2)
+
+
+def _predict(net, case, mean, std) -> np.ndarray:
+    x = (case.noisy[None] - mean[0]) / std[0]
+    out = denoise_plane(net, x.astype(np.float32), mode="visible", cell=2, lam=0.0, device=torch.device("cpu"))
+    return out[0] * std[0] + mean[0]
+
+
+def n2v(case, budget: float, **overrides) -> dict[str, np.ndarray]:
+    net, mean, std, steps = _train_same_net(case, budget, _n2v_loss, TrainConfig().replace(**overrides))
+    return {"n2v": _predict(net, case, mean, std), "_steps": steps}
+
+
+def supervised(case, budget: float, **overrides) -> dict[str, np.ndarray]:
+    net, mean, std, steps = _train_same_net(case, budget, _supervised_loss, TrainConfig().replace(**overrides))
+    return {"supervised": _predict(net, case, mean, std), "_steps": steps}
+
+
+METHODS = {"b2u": b2u, "bm3d": bm3d, "n2v": n2v, "supervised": supervised}

@@ -1,0 +1,147 @@
+"""Quality per unit of compute: PSNR/SSIM of each method at fixed wall-clock budgets.
+
+    python -m benchmarks.quality --data camera --noise gauss25 --budget 60,300 \
+        --methods b2u,bm3d,n2v,supervised --variants default,cell4:cell=4
+
+Writes benchmarks/results/<date>-<host>-quality.{json,md,png} and prints the
+table. Every row names its data, noise, budget, threads and device. Each
+image is denoised on its own (single-image self-supervised training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import socket
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+
+from benchmarks.data import load_cases
+from benchmarks.methods import METHODS
+from napari_b2u.demo import psnr
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``name:key=value;key=value`` -> (name, overrides); values are Python literals."""
+    import ast
+
+    name, _, rest = text.partition(":")
+    overrides = {}
+    for item in filter(None, rest.split(";")):
+        key, _, value = item.partition("=")
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key] = value
+    return name, overrides
+
+
+def run(args) -> list[dict]:
+    torch.set_num_threads(args.threads)
+    cases = load_cases(args.data, args.noise.split(","), seed=args.seed)
+    budgets = [float(b) for b in args.budget.split(",")]
+    variants = [parse_variant(v) for v in args.variants.split(",")]
+    rows = []
+    for case in cases:
+        for method in args.methods.split(","):
+            runs = [("default", {})] if method == "bm3d" else variants if method == "b2u" else [("default", {})]
+            for variant, overrides in runs:
+                for budget in [None] if method == "bm3d" else budgets:
+                    t0 = time.perf_counter()
+                    outputs = METHODS[method](case, budget, **overrides)
+                    seconds = time.perf_counter() - t0
+                    steps = outputs.pop("_steps", None)
+                    for output, image in outputs.items():
+                        row = {
+                            "case": case.name, "data": case.data, "noise": case.noise,
+                            "method": method, "variant": variant, "overrides": overrides,
+                            "output": output, "budget_s": budget, "wall_s": round(seconds, 2),
+                            "steps": steps, "psnr": round(psnr(image, case.clean), 3),
+                            "ssim": round(float(structural_similarity(image, case.clean, data_range=255.0)), 4),
+                            "psnr_noisy": round(psnr(case.noisy, case.clean), 3),
+                            "threads": torch.get_num_threads(), "device": "cpu",
+                        }
+                        rows.append(row)
+                        print(json.dumps({k: row[k] for k in ("case", "method", "variant", "output", "budget_s", "steps", "psnr", "ssim")}), flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Mean PSNR / SSIM per (data, noise, method, variant, output, budget)."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["data"], r["noise"], r["method"], r["variant"], r["output"], r["budget_s"])].append(r)
+    lines = ["| data | noise | method | variant | output | budget s | images | steps | noisy dB | PSNR dB | SSIM |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (data, noise, method, variant, output, budget), rs in sorted(groups.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        steps = [r["steps"] for r in rs if r["steps"] is not None]
+        lines.append(
+            f"| {data} | {noise} | {method} | {variant} | {output} | {budget if budget is not None else '-'} | {len(rs)} | "
+            f"{round(np.mean(steps)) if steps else '-'} | {np.mean([r['psnr_noisy'] for r in rs]):.2f} | "
+            f"{np.mean([r['psnr'] for r in rs]):.2f} | {np.mean([r['ssim'] for r in rs]):.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["variant"], r["output"])].append(r)
+    for (method, variant, output), rs in sorted(groups.items()):
+        by_budget = defaultdict(list)
+        for r in rs:
+            by_budget[r["wall_s"] if r["budget_s"] is None else r["budget_s"]].append(r["psnr"])
+        xs = sorted(by_budget)
+        ax.plot(xs, [np.mean(by_budget[x]) for x in xs], "o-", label=f"{method} {variant} {output}")
+    ax.set_xscale("log")
+    ax.set_xlabel("wall-clock budget (s), 2 CPU threads")
+    ax.set_ylabel("mean PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="camera")
+    parser.add_argument("--noise", default="gauss25", help="for clean data sets: gaussN, poisson")
+    parser.add_argument("--budget", default="60,300", help="seconds, comma list")
+    parser.add_argument("--methods", default="b2u,bm3d,n2v,supervised")
+    parser.add_argument("--variants", default="default", help="b2u variants name:key=value;key=value")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="quality")
+    args = parser.parse_args(argv)
+    started = datetime.datetime.now()
+    rows = run(args)
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"{started:%Y-%m-%d}-{socket.gethostname()}-{args.tag}"
+    meta = {"command": "python -m benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
+            "started": started.isoformat(timespec="seconds"), "host": socket.gethostname(),
+            "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "threads": args.threads}
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    md = f"# {args.tag}\n\nCommand: `{meta['command']}`  \nStarted {meta['started']} on {meta['host']}, torch {meta['torch']}, {args.threads} threads, CPU.\n\n{table(rows)}\n"
+    stem.with_suffix(".md").write_text(md)
+    plot(rows, stem.with_suffix(".png"))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
