@@ -1,7 +1,7 @@
 """napari-b2u: self-supervised Blind2Unblind denoising for napari.
 
 The package root stays light (no torch, no Qt) so that napari can read the
-plugin manifest cheaply; import :mod:`napari_b2u.api` for the Python API.
+plugin manifest cheaply; import `napari_b2u.api` for the Python API.
 """
 
 try:

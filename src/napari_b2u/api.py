@@ -77,13 +77,13 @@ def train(
     config : TrainConfig, optional
         All hyper-parameters; default ``TrainConfig()`` (or ``init.config``).
     callback : callable, optional
-        Called with every event (:class:`Started`, :class:`Step`,
-        :class:`Done`). Return :data:`STOP` from it to end training early and
+        Called with every event (`Started`, `Step`,
+        `Done`). Return `STOP` from it to end training early and
         keep the model trained so far.
     init : Model, optional
-        Continue training this model (see :func:`napari_b2u.engine.train_events`).
+        Continue training this model (see `napari_b2u.engine.train_events`).
     **overrides
-        Any :class:`TrainConfig` field, e.g. ``time_budget=60``, ``steps=500``,
+        Any `TrainConfig` field, e.g. ``time_budget=60``, ``steps=500``,
         ``cell=2``, ``seed=0``, ``device="cpu"``.
 
     Returns
@@ -110,7 +110,7 @@ def denoise(
     tile_overlap: int | None = None,
     device: str | None = None,
 ) -> np.ndarray:
-    """Denoise ``image`` with a model (or a model file); see :meth:`Model.denoise`.
+    """Denoise ``image`` with a model (or a model file); see `denoise`.
 
     Returns
     -------
@@ -125,7 +125,7 @@ def denoise(
 
 
 def load_model(path: str | os.PathLike) -> Model:
-    """Load a model saved with :meth:`Model.save`.
+    """Load a model saved with `save`.
 
     Raises
     ------
@@ -186,7 +186,7 @@ def denoise_files(
     dtype : {"float32", "keep"}
         Output dtype; ``keep`` rounds and clips into the input's dtype.
     tile_size, tile_overlap, device
-        As for :meth:`Model.denoise`.
+        As for `denoise`.
 
     Returns
     -------

@@ -195,7 +195,7 @@ def run_jobs(
     **kwargs: Any,
 ) -> list[Path]:
     """Process ``jobs`` locally, or on a dask.distributed scheduler; raises
-    :class:`BatchError` at the end if any failed."""
+    `BatchError` at the end if any failed."""
     todo = [j for j in jobs if not j.skip]
     done = [j.output for j in jobs if j.skip]
     failed: dict[Path, str] = {}

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_train_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per :class:`TrainConfig` field, defaulting to the config's."""
+    """One ``--flag`` per `TrainConfig` field, defaulting to the config's."""
     group = parser.add_argument_group("training options (TrainConfig fields)")
     for field in dataclasses.fields(TrainConfig):
         if field.name in exclude:

@@ -1,7 +1,7 @@
 """Every hyper-parameter of a training run, in one frozen dataclass.
 
 The API, the CLI flags and the widget fields are all generated from
-:class:`TrainConfig`, so a default lives in exactly one place.
+`TrainConfig`, so a default lives in exactly one place.
 """
 
 from __future__ import annotations
@@ -118,14 +118,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; fields it does not know are ignored
+        """Inverse of `to_dict`; fields it does not know are ignored
         (a model file from a newer version may carry more)."""
         known = {k: v for k, v in data.items() if k in field_names()}
         return cls(**known)
 
 
 def field_names() -> list[str]:
-    """Field names of :class:`TrainConfig`, in declaration order."""
+    """Field names of `TrainConfig`, in declaration order."""
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
 

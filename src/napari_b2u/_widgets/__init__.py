@@ -1,1 +1,1 @@
-"""napari widgets: thin Qt/magicgui front-ends over :mod:`napari_b2u.api`."""
+"""napari widgets: thin Qt/magicgui front-ends over `napari_b2u.api`."""

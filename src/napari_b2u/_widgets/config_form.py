@@ -30,7 +30,7 @@ _LABELS = {"steps": "max steps (0: none)", "seed": "seed (-1: random)"}
 
 
 class ConfigForm(Container):
-    """One widget per advanced :class:`TrainConfig` field."""
+    """One widget per advanced `TrainConfig` field."""
 
     def __init__(self) -> None:
         widgets = [

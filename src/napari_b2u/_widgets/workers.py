@@ -22,7 +22,7 @@ class TaskFailed(Exception):
 
 def guarded(gen: Generator) -> Generator:
     """``yield from gen``, passing sent values through, with RuntimeErrors
-    (torch's out-of-memory among them) turned into :class:`TaskFailed`."""
+    (torch's out-of-memory among them) turned into `TaskFailed`."""
     try:
         return (yield from gen)
     except RuntimeError as exc:

@@ -53,7 +53,7 @@ def global_masker(y: torch.Tensor, cell: int = 2) -> tuple[torch.Tensor, torch.T
 
     Copy ``k`` of each image hides the pixels with
     ``(row % cell, col % cell) == (k // cell, k % cell)`` and replaces them by
-    :func:`interpolate`; every pixel is hidden in exactly one copy.
+    `interpolate`; every pixel is hidden in exactly one copy.
 
     Parameters
     ----------
@@ -89,7 +89,7 @@ def global_mapper(out: torch.Tensor, masks: torch.Tensor, cell: int = 2) -> torc
     out : torch.Tensor
         Network output on the masked volume, ``(N*K, C, H, W)``.
     masks : torch.Tensor
-        Masks from :func:`global_masker`, ``(N*K, 1, H, W)``.
+        Masks from `global_masker`, ``(N*K, 1, H, W)``.
     cell : int
         The cell the volume was made with.
 

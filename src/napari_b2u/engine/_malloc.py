@@ -3,7 +3,7 @@
 By default glibc serves large allocations with mmap and trims the heap as
 soon as they are freed, so each training step page-faults its activations
 in again: measured here at up to 3.7x slower training on CPU. Inside
-:func:`keep_memory` large blocks stay in the heap and are reused; on exit the
+`keep_memory` large blocks stay in the heap and are reused; on exit the
 defaults are restored and the heap trimmed. A no-op where glibc is absent.
 """
 

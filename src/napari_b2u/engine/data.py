@@ -59,7 +59,7 @@ class Planes:
     array : array-like
         numpy, memmap, dask or zarr array.
     axes : str, optional
-        One letter per dimension (see :func:`resolve_axes`).
+        One letter per dimension (see `resolve_axes`).
     """
 
     def __init__(self, array: Any, axes: str | None = None) -> None:
@@ -105,13 +105,13 @@ class Planes:
         return tuple(idx)
 
     def to_cyx(self, block: np.ndarray) -> np.ndarray:
-        """Reorder a block read with :meth:`index` to ``(C, h, w)``."""
+        """Reorder a block read with `index` to ``(C, h, w)``."""
         if self._to_cyx is None:
             return block[None]
         return np.transpose(block, self._to_cyx)
 
     def from_cyx(self, block: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`to_cyx`: ``(C, h, w)`` back to the array's order."""
+        """Inverse of `to_cyx`: ``(C, h, w)`` back to the array's order."""
         if self._to_cyx is None:
             return block[0]
         return np.transpose(block, np.argsort(self._to_cyx))

@@ -141,7 +141,7 @@ def write_tiff(
 ) -> Path:
     """Write a TIFF page by page from ``pages``, atomically.
 
-    ``tiff`` holds the metadata keywords from :func:`open_image`. ImageJ
+    ``tiff`` holds the metadata keywords from `open_image`. ImageJ
     files stay ImageJ files (when the dtype allows), OME files OME.
     """
     import tifffile

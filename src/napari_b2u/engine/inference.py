@@ -76,7 +76,7 @@ def denoise_plane(
     device: torch.device,
 ) -> np.ndarray:
     """Denoise one normalised plane ``(C, H, W)``, tile by tile (see
-    :func:`denoise_tiled`). When the device runs out of memory, the tile size
+    `denoise_tiled`). When the device runs out of memory, the tile size
     is halved and the plane tried again, with a warning."""
     tile = int(tile_size or DEFAULT_TILE)
     smallest = max(2 * cell, net.multiple, 32)
@@ -184,7 +184,7 @@ def iter_denoised_planes(
     device: torch.device,
     should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(i, plane)`` for each plane of a :class:`~.data.Planes`, in
+    """Yield ``(i, plane)`` for each plane of a `Planes`, in
     input units, float32, in the input's own axis order."""
     mean_ = mean.reshape(-1, 1, 1)
     std_ = std.reshape(-1, 1, 1)

@@ -19,7 +19,7 @@ from napari_b2u.engine.inference import iter_denoised_planes
 class Model:
     """A Blind2Unblind model ready to denoise images like the one it was trained on.
 
-    Build one with :func:`napari_b2u.api.train` or :func:`napari_b2u.api.load_model`.
+    Build one with `napari_b2u.api.train` or `napari_b2u.api.load_model`.
 
     Attributes
     ----------
@@ -83,7 +83,7 @@ class Model:
         Parameters
         ----------
         image : array-like
-            numpy, dask or zarr array; see :func:`napari_b2u.api.train` for ``axes``.
+            numpy, dask or zarr array; see `napari_b2u.api.train` for ``axes``.
         axes : str, optional
             One letter per dimension, e.g. ``"YX"``, ``"TYX"``, ``"YXC"``.
         mode : {"weighted", "blind", "visible"}, optional
@@ -150,7 +150,7 @@ class Model:
         save_model(self, path)
 
     def state_for_file(self) -> dict[str, torch.Tensor]:
-        """Tensors of the model, for :mod:`.modelfile`."""
+        """Tensors of the model, for `modelfile`."""
         tensors = {
             f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()
         }

@@ -1,7 +1,7 @@
 """Model files: safetensors tensors plus one JSON metadata entry.
 
 Loading never unpickles anything: safetensors holds raw tensors only, and
-every way a file can be wrong ends in a :class:`ModelFileError` that names
+every way a file can be wrong ends in a `ModelFileError` that names
 the file and the problem.
 """
 
@@ -65,7 +65,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_model(path: str | os.PathLike) -> Model:
-    """Load a model saved by :func:`save_model`."""
+    """Load a model saved by `save_model`."""
     path = Path(path)
     with _open(path) as f:
         meta = _metadata(path, f.metadata())

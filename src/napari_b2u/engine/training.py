@@ -2,7 +2,7 @@
 
 ``model = yield from train_events(...)``, or drive it by hand: every event is
 yielded to the caller (the API, the CLI, the napari worker), which may send
-:data:`~.events.STOP` back to end training early and still get the model.
+`STOP` back to end training early and still get the model.
 Closing the generator aborts without a model.
 """
 
@@ -69,7 +69,7 @@ def train_events(
     Parameters
     ----------
     image : array-like
-        numpy, dask or zarr image or stack (see :class:`~.data.Planes`).
+        numpy, dask or zarr image or stack (see `Planes`).
     axes : str, optional
         One letter per dimension.
     config : TrainConfig, optional
@@ -224,7 +224,7 @@ def run_to_end(
     events: Generator[Event, Any, Model], callback: Callable[[Event], Any] | None = None
 ) -> Model:
     """Drive a training generator to its end; ``callback(event)`` sees every
-    event and may return :data:`STOP`. Returns the model."""
+    event and may return `STOP`. Returns the model."""
     command = None
     try:
         while True:
