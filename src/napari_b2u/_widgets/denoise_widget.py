@@ -13,7 +13,13 @@ from napari.layers import Image
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from napari_b2u._widgets.layers import guess_axes, layer_data, output_layer_kwargs, show_image
+from napari_b2u._widgets.layers import (
+    OUTPUT_SUFFIX,
+    guess_axes,
+    image_layers,
+    layer_data,
+    show_output,
+)
 from napari_b2u._widgets.session import SESSION
 from napari_b2u._widgets.workers import denoise_planes, explain, make_worker, shut_down
 from napari_b2u.api import MODES, Model, ModelFileError, load_model
@@ -82,7 +88,7 @@ class DenoiseWidget(QWidget):
         return [*reversed(SESSION.models), FROM_FILE]
 
     def _image_layers(self, *_: Any) -> list[Image]:
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+        return image_layers(self.viewer)
 
     def reset_choices(self, *_: Any) -> None:
         self.source.reset_choices()
@@ -170,14 +176,8 @@ class DenoiseWidget(QWidget):
         self.status.setText(f"Denoising plane {done} of {total}…")
 
     def _on_done(self, layer: Image, model: Model, mode: str, out) -> None:
-        info = {
-            "config": model.config.to_dict(),
-            "summary": model.summary,
-            "mode": mode,
-            "source": layer.name,
-        }
-        show_image(self.viewer, out, output_layer_kwargs(layer, "[B2U]", info))
-        self.status.setText(f"Done: '{layer.name} [B2U]'.")
+        show_output(self.viewer, layer, out, model, mode)
+        self.status.setText(f"Done: '{layer.name} {OUTPUT_SUFFIX}'.")
 
     def _on_finished(self, worker) -> None:
         self._workers.discard(worker)

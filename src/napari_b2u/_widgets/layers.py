@@ -9,6 +9,16 @@ import numpy as np
 
 from napari_b2u.engine import Planes
 
+#: Appended to the source layer's name for the denoised layer.
+OUTPUT_SUFFIX = "[B2U]"
+
+
+def image_layers(viewer) -> list:
+    """The viewer's Image layers (what both widgets offer)."""
+    from napari.layers import Image
+
+    return [layer for layer in viewer.layers if isinstance(layer, Image)]
+
 
 def layer_data(layer) -> Any:
     """The full-resolution array of an image layer (multiscale: level 0)."""
@@ -69,6 +79,18 @@ def output_layer_kwargs(src, suffix: str, info: dict) -> dict:
         "blending": src.blending,
         "rgb": src.rgb,
     }
+
+
+def show_output(viewer, src, out: np.ndarray, model, mode: str):
+    """Show ``out``, denoised from ``src`` by ``model``, as ``"<src> [B2U]"``
+    with ``src``'s geometry and a ``b2u`` metadata entry."""
+    info = {
+        "config": model.config.to_dict(),
+        "summary": model.summary,
+        "mode": mode,
+        "source": src.name,
+    }
+    return show_image(viewer, out, output_layer_kwargs(src, OUTPUT_SUFFIX, info))
 
 
 def show_image(viewer, data: np.ndarray, kwargs: dict):

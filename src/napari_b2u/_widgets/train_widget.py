@@ -26,13 +26,15 @@ from superqt import QCollapsible
 
 from napari_b2u._widgets.config_form import PRESETS, ConfigForm
 from napari_b2u._widgets.layers import (
+    OUTPUT_SUFFIX,
     current_plane,
     describe,
     guess_axes,
+    image_layers,
     layer_data,
-    output_layer_kwargs,
     preview_layer_kwargs,
     show_image,
+    show_output,
 )
 from napari_b2u._widgets.loss_plot import LossPlot
 from napari_b2u._widgets.session import SESSION
@@ -45,7 +47,6 @@ if TYPE_CHECKING:
 
 #: Seconds between live previews.
 PREVIEW_INTERVAL = 5.0
-OUTPUT_SUFFIX = "[B2U]"
 
 
 class TrainWidget(QWidget):
@@ -128,7 +129,7 @@ class TrainWidget(QWidget):
 
     # ----------------------------------------------------------------- inputs
     def _image_layers(self, *_: Any) -> list[Image]:
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+        return image_layers(self.viewer)
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer list (napari calls this when layers change)."""
@@ -301,13 +302,7 @@ class TrainWidget(QWidget):
 
     def _on_denoised(self, out) -> None:
         layer = self._run["layer"]
-        info = {
-            "config": self.model.config.to_dict(),
-            "summary": self.model.summary,
-            "mode": self.mode.value,
-            "source": layer.name,
-        }
-        show_image(self.viewer, out, output_layer_kwargs(layer, OUTPUT_SUFFIX, info))
+        show_output(self.viewer, layer, out, self.model, self.mode.value)
         s = self.model.summary
         loss = f", final loss {s['final_loss']:.4g}" if s.get("final_loss") is not None else ""
         self.status.setText(
