@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log more")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    files = argparse.ArgumentParser(add_help=False)
+    files.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns")
+    files.add_argument("--axes", help="axes of the inputs, e.g. TYX (default: from the file)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser(
@@ -41,29 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train",
-        parents=[common],
+        parents=[common, files],
         help="train a model on image files and save it",
         description="Train one Blind2Unblind model on the planes of all INPUT files "
         "(which must share their plane size and channels) and save it.",
     )
-    train.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns")
     train.add_argument("--model", required=True, help="output model file (.safetensors)")
-    train.add_argument("--axes", help="axes of the inputs, e.g. TYX (default: from the file)")
     add_train_options(train)
 
     denoise = sub.add_parser(
         "denoise",
-        parents=[common],
+        parents=[common, files],
         help="denoise image files (self-supervised per file, or with --model)",
         description="Write OUT/<stem>_b2u.tif for each INPUT. Without --model, a model is "
         "trained on each file itself with the training options below.",
     )
-    denoise.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="files, folders or glob patterns"
-    )
     denoise.add_argument("--out", required=True, help="output folder")
     denoise.add_argument("--model", help="apply this model instead of training one per file")
-    denoise.add_argument("--axes", help="axes of the inputs, e.g. TYX (default: from the file)")
     denoise.add_argument(
         "--mode", dest="output_mode", choices=MODES, help="output (default: the model's)"
     )

@@ -3,9 +3,8 @@ plane by plane. Memory is bounded by the tile size, not the image size."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import warnings
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
