@@ -42,11 +42,21 @@ def add_noise(clean: np.ndarray, noise: str, seed: int) -> tuple[np.ndarray, flo
 
 
 def load_cases(spec: str, noises: list[str], seed: int = 0) -> list[Case]:
-    """``spec``: comma list of ``camera``, ``set12[:N]``, ``bsd68[:N]``, ``fmd[:N]``, ``w2s[:N]``."""
+    """``spec``: comma list of ``camera``, ``set12[:N]``, ``bsd68[:N]``, ``fmd[:N]``, ``w2s[:N]``.
+
+    ``fmd-stack[:N]`` and ``w2s-stack[:N]`` give the same images as one
+    ``(N, Y, X)`` stack case: trained on together, scored over all planes.
+    """
     cases: list[Case] = []
     for item in spec.split(","):
         name, _, count = item.partition(":")
         n = int(count) if count else None
+        if name.endswith("-stack"):
+            planes = load_cases(f"{name[:-6]}:{count}" if count else name[:-6], noises, seed)
+            if planes:
+                cases.append(Case(f"{name} x{len(planes)}", name, planes[0].noise,
+                                  np.stack([c.clean for c in planes]), np.stack([c.noisy for c in planes]), None))
+            continue
         if name == "camera":
             from skimage import data
 

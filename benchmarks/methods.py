@@ -3,12 +3,23 @@
 ``b2u`` is the package itself. ``n2v`` (a Noise2Void-style blind-spot
 baseline) and ``supervised`` (trained on the clean target: the upper bound)
 use the same UNet, patches, optimiser and schedule, so the differences come
-from the method alone. ``bm3d`` is the classical tool.
+from the method alone. ``bm3d`` is the classical tool. ``careamics`` is
+Noise2Void as users run it (CAREamics 0.3.5), in its own virtual environment
+(``benchmarks/careamics_env.sh``), called as a subprocess.
+
+Stacks (3-D ``case.noisy``) are trained on as one data set by the learned
+methods, as the plugin does; BM3D denoises them plane by plane.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,8 +44,41 @@ def bm3d(case, budget: float | None = None) -> dict[str, np.ndarray]:
     import bm3d as bm3d_lib
     from skimage.restoration import estimate_sigma
 
-    sigma = case.sigma if case.sigma is not None else float(estimate_sigma(case.noisy))
-    return {"bm3d": bm3d_lib.bm3d(case.noisy / 255.0, sigma / 255.0).astype(np.float32) * 255.0}
+    planes = case.noisy.reshape(-1, *case.noisy.shape[-2:])
+    out = np.empty_like(planes)
+    for i, plane in enumerate(planes):
+        sigma = case.sigma if case.sigma is not None else float(estimate_sigma(plane))
+        out[i] = bm3d_lib.bm3d(plane / 255.0, sigma / 255.0).astype(np.float32) * 255.0
+    return {"bm3d": out.reshape(case.noisy.shape)}
+
+
+class MethodUnavailable(RuntimeError):
+    """A method whose tools are not installed here: the harness skips it."""
+
+
+CAREAMICS_PYTHON = Path(__file__).resolve().parents[1] / ".venv-careamics" / "bin" / "python"
+
+
+def careamics(case, budget: float, threads: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    """CAREamics N2V with its defaults, our patch (64) and batch (4), ``budget`` s of training."""
+    python = Path(os.environ.get("CAREAMICS_PYTHON", CAREAMICS_PYTHON))
+    if not python.exists():
+        raise MethodUnavailable(
+            f"no CAREamics environment at {python}: run `bash benchmarks/careamics_env.sh` "
+            "or set CAREAMICS_PYTHON to its python"
+        )
+    runner = Path(__file__).with_name("careamics_runner.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp, "in.npy"), Path(tmp, "out.npy")
+        np.save(src, case.noisy.astype(np.float32))
+        cmd = [str(python), str(runner), str(src), str(dst), "--budget", str(budget),
+               "--threads", str(threads), "--seed", str(seed)]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        if done.returncode != 0:
+            sys.stderr.write(done.stderr[-4000:])
+            raise RuntimeError(f"CAREamics run failed (exit {done.returncode})")
+        info = json.loads(done.stdout.strip().splitlines()[-1])
+        return {"careamics": np.load(dst), "_steps": info["steps"]}
 
 
 def _train_same_net(case, budget: float, loss_fn, config: TrainConfig) -> tuple[UNet, np.ndarray, np.ndarray, int]:
@@ -46,13 +90,14 @@ def _train_same_net(case, budget: float, loss_fn, config: TrainConfig) -> tuple[
     net = UNet(1, features=config.features, depth=config.depth).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     shape = patch_shape(planes, config.patch_size, net.multiple)
-    pair = Planes(np.stack([case.noisy, case.clean]))  # plane 0 noisy, 1 clean: same crops
+    noisy3 = case.noisy.reshape(-1, *case.noisy.shape[-2:])
+    pair = Planes(np.concatenate([noisy3, case.clean.reshape(noisy3.shape)]))  # noisy planes, then clean
     cfg = config.replace(time_budget=budget, steps=None)
     t0, step = time.perf_counter(), 0
     while (progress := run_progress(step, time.perf_counter() - t0, cfg)) < 1.0:
         for g in opt.param_groups:
             g["lr"] = lr_schedule(progress, config.lr, config.lr_milestones, config.lr_gamma)
-        noisy, clean = _paired_batch(pair, shape, float(mean[0]), float(std[0]), config.batch_size, rng)
+        noisy, clean = _paired_batch(pair, len(noisy3), shape, float(mean[0]), float(std[0]), config.batch_size, rng)
         loss = loss_fn(net, torch.from_numpy(noisy), torch.from_numpy(clean), rng)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -61,15 +106,19 @@ def _train_same_net(case, budget: float, loss_fn, config: TrainConfig) -> tuple[
     return net.eval(), mean, std, step
 
 
-def _paired_batch(planes, shape, m, s, size, rng):
-    """Normalised noisy and clean patches at the same places, flipped/rotated alike."""
+def _paired_batch(planes, n, shape, m, s, size, rng):
+    """Normalised noisy and clean patches at the same places, flipped/rotated alike.
+
+    ``planes`` holds ``n`` noisy planes followed by their ``n`` clean ones.
+    """
     ph, pw = shape
     noisy = np.empty((size, 1, ph, pw), np.float32)
     clean = np.empty_like(noisy)
     for b in range(size):
+        p = int(rng.integers(n))
         y0 = int(rng.integers(planes.height - ph + 1))
         x0 = int(rng.integers(planes.width - pw + 1))
-        pair = np.stack([planes.read(i, slice(y0, y0 + ph), slice(x0, x0 + pw))[0] for i in (0, 1)])
+        pair = np.stack([planes.read(i, slice(y0, y0 + ph), slice(x0, x0 + pw))[0] for i in (p, p + n)])
         k, f0, f1 = int(rng.integers(4)), rng.integers(2), rng.integers(2)
         pair = np.rot90(pair, k, axes=(1, 2))
         pair = pair[:, ::-1] if f0 else pair
@@ -102,9 +151,13 @@ def _supervised_loss(net, noisy, clean, rng):
 
 
 def _predict(net, case, mean, std) -> np.ndarray:
-    x = (case.noisy[None] - mean[0]) / std[0]
-    out = denoise_plane(net, x.astype(np.float32), mode="visible", cell=2, lam=0.0, device=torch.device("cpu"))
-    return out[0] * std[0] + mean[0]
+    planes = case.noisy.reshape(-1, *case.noisy.shape[-2:])
+    out = np.empty_like(planes)
+    for i, plane in enumerate(planes):
+        x = (plane[None] - mean[0]) / std[0]
+        y = denoise_plane(net, x.astype(np.float32), mode="visible", cell=2, lam=0.0, device=torch.device("cpu"))
+        out[i] = y[0] * std[0] + mean[0]
+    return out.reshape(case.noisy.shape)
 
 
 def n2v(case, budget: float, **overrides) -> dict[str, np.ndarray]:
@@ -117,4 +170,4 @@ def supervised(case, budget: float, **overrides) -> dict[str, np.ndarray]:
     return {"supervised": _predict(net, case, mean, std), "_steps": steps}
 
 
-METHODS = {"b2u": b2u, "bm3d": bm3d, "n2v": n2v, "supervised": supervised}
+METHODS = {"b2u": b2u, "bm3d": bm3d, "careamics": careamics, "n2v": n2v, "supervised": supervised}

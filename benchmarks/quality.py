@@ -24,7 +24,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from benchmarks.data import load_cases
-from benchmarks.methods import METHODS
+from benchmarks.methods import METHODS, MethodUnavailable
 from napari_b2u.demo import psnr
 
 RESULTS = Path(__file__).parent / "results"
@@ -45,19 +45,48 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return name, overrides
 
 
+def ssim(image: np.ndarray, clean: np.ndarray) -> float:
+    """Mean SSIM over the planes of a stack (SSIM of the image for 2-D)."""
+    planes = zip(image.reshape(-1, *image.shape[-2:]), clean.reshape(-1, *clean.shape[-2:]))
+    return float(np.mean([structural_similarity(a, b, data_range=255.0) for a, b in planes]))
+
+
+def psnr_fit(image: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR after the least-squares affine map of ``image`` onto ``clean``.
+
+    Real-noise references (an average of many frames) need not share the
+    noisy frame's offset and contrast (W2S's are stretched separately), so
+    plain PSNR there also scores how well a method's output happens to match
+    the reference's intensity scale. The affine fit (as in CARE's
+    evaluation) removes that and compares structure only.
+    """
+    x = image.astype(np.float64).ravel()
+    y = clean.astype(np.float64).ravel()
+    a, b = np.polyfit(x, y, 1)
+    return float(psnr((a * x + b).reshape(clean.shape), clean))
+
+
 def run(args) -> list[dict]:
     torch.set_num_threads(args.threads)
     cases = load_cases(args.data, args.noise.split(","), seed=args.seed)
     budgets = [float(b) for b in args.budget.split(",")]
     variants = [parse_variant(v) for v in args.variants.split(",")]
-    rows = []
+    rows, unavailable = [], set()
     for case in cases:
         for method in args.methods.split(","):
+            if method in unavailable:
+                continue
+            extra = {"threads": args.threads, "seed": args.seed} if method == "careamics" else {}
             runs = [("default", {})] if method == "bm3d" else variants if method == "b2u" else [("default", {})]
             for variant, overrides in runs:
                 for budget in [None] if method == "bm3d" else budgets:
                     t0 = time.perf_counter()
-                    outputs = METHODS[method](case, budget, **overrides)
+                    try:
+                        outputs = METHODS[method](case, budget, **overrides, **extra)
+                    except MethodUnavailable as exc:
+                        print(f"skipping {method}: {exc}", flush=True)
+                        unavailable.add(method)
+                        break
                     seconds = time.perf_counter() - t0
                     steps = outputs.pop("_steps", None)
                     for output, image in outputs.items():
@@ -66,8 +95,10 @@ def run(args) -> list[dict]:
                             "method": method, "variant": variant, "overrides": overrides,
                             "output": output, "budget_s": budget, "wall_s": round(seconds, 2),
                             "steps": steps, "psnr": round(psnr(image, case.clean), 3),
-                            "ssim": round(float(structural_similarity(image, case.clean, data_range=255.0)), 4),
+                            "ssim": round(ssim(image, case.clean), 4),
+                            "psnr_fit": round(psnr_fit(image, case.clean), 3),
                             "psnr_noisy": round(psnr(case.noisy, case.clean), 3),
+                            "psnr_noisy_fit": round(psnr_fit(case.noisy, case.clean), 3),
                             "threads": torch.get_num_threads(), "device": "cpu",
                         }
                         rows.append(row)
@@ -127,11 +158,12 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", default="quality")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
     started = datetime.datetime.now()
     rows = run(args)
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"{started:%Y-%m-%d}-{socket.gethostname()}-{args.tag}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"{started:%Y-%m-%d}-{socket.gethostname()}-{args.tag}"
     meta = {"command": "python -m benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
             "started": started.isoformat(timespec="seconds"), "host": socket.gethostname(),
             "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,

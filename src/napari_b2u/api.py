@@ -110,7 +110,25 @@ def denoise(
     tile_overlap: int | None = None,
     device: str | None = None,
 ) -> np.ndarray:
-    """Denoise ``image`` with a model (or a model file); see `denoise`.
+    """Denoise ``image`` with a model or a model file.
+
+    Parameters
+    ----------
+    image : array-like
+        numpy, dask or zarr image or stack; it is never modified.
+    model : Model or path
+        A trained `Model`, or a file written by `Model.save`.
+    axes : str, optional
+        One letter per dimension, e.g. ``"YX"``, ``"TYX"``, ``"YXC"``
+        (default: ``"YX"`` for 2D, leading dimensions are a stack).
+    mode : {"weighted", "blind", "visible"}, optional
+        Which output (default: the model's ``config.mode``).
+    tile_size : int, optional
+        Tile side in pixels (default 512); smaller tiles use less memory.
+    tile_overlap : int, optional
+        Overlap of neighbouring tiles in pixels (default 64).
+    device : str, optional
+        Torch device (default: the model's ``config.device``).
 
     Returns
     -------
@@ -125,7 +143,17 @@ def denoise(
 
 
 def load_model(path: str | os.PathLike) -> Model:
-    """Load a model saved with `save`.
+    """Load a model saved with `Model.save`.
+
+    Parameters
+    ----------
+    path : path
+        A ``.safetensors`` model file.
+
+    Returns
+    -------
+    Model
+        Ready to denoise, or to continue training (``train(..., init=model)``).
 
     Raises
     ------
@@ -185,8 +213,16 @@ def denoise_files(
         Show tqdm progress bars (files, and planes of the current file).
     dtype : {"float32", "keep"}
         Output dtype; ``keep`` rounds and clips into the input's dtype.
-    tile_size, tile_overlap, device
-        As for `denoise`.
+    tile_size : int, optional
+        Tile side in pixels, as for `Model.denoise`.
+    tile_overlap : int, optional
+        Tile overlap in pixels, as for `Model.denoise`.
+    device : str, optional
+        Torch device, as for `Model.denoise`.
+    config : TrainConfig, optional
+        Configuration of per-file training (default ``TrainConfig()``).
+    **train_overrides
+        `TrainConfig` fields overriding ``config``.
 
     Returns
     -------

@@ -29,29 +29,40 @@ class TrainConfig:
         Side of the masking cell (2: 4 masked copies, 4: the authors' 16).
     eta : float
         Weight of the regulariser ``L_reg``.
-    lam0, lam1 : float
-        Lambda of the re-visible loss at the start and the end of training.
+    lam0 : float
+        Lambda of the re-visible loss at the start of training.
+    lam1 : float
+        Lambda of the re-visible loss at the end of training.
     t1 : float
         Fraction of training after which lambda ramps from ``lam0`` to ``lam1``
         (0.4 for real/varying noise, 0.8 for fixed synthetic noise).
-    depth, features : int
-        UNet depth (pooling steps) and encoder width; the paper uses 5 and 48,
-        which train too few steps in a CPU budget.
-    patch_size, batch_size : int
-        Random square training patches per step.
-    lr, weight_decay : float
-        Adam learning rate and weight decay.
-    lr_milestones, lr_gamma
-        The lr is multiplied by ``lr_gamma`` at each of these fractions of training.
+    depth : int
+        UNet depth (pooling steps); the paper uses 5.
+    features : int
+        UNet encoder width; the paper's 48 trains too few steps in a CPU budget.
+    patch_size : int
+        Side of the random square training patches.
+    batch_size : int
+        Patches per optimisation step.
+    lr : float
+        Adam learning rate.
+    weight_decay : float
+        Adam weight decay.
+    lr_milestones : tuple of float
+        Fractions of training at which the lr is multiplied by ``lr_gamma``.
+    lr_gamma : float
+        Factor applied to the lr at each milestone.
     augment : bool
         Random flips and 90-degree rotations of the patches.
     steps : int or None
         Stop after this many optimisation steps.
     time_budget : float or None
         Stop after this many seconds. With both set, whichever comes first;
-        the lambda and lr schedules follow whichever limit applies.
+        the lambda and lr schedules follow whichever limit applies. At least
+        one of ``steps`` and ``time_budget`` must be set.
     seed : int or None
-        Seed for weights and patch sampling (reproducible on CPU with ``steps``).
+        Seed for weights and patch sampling (reproducible on CPU with ``steps``);
+        ``None``: random.
     device : str
         ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     mode : str

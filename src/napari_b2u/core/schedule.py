@@ -16,8 +16,10 @@ def lambda_schedule(progress: float, t1: float, lam0: float = 2.0, lam1: float =
         Fraction of training done, clipped to [0, 1].
     t1 : float
         Where the ramp starts (0.8 for fixed synthetic noise, 0.4 for real noise).
-    lam0, lam1 : float
-        Start and end values.
+    lam0 : float
+        Value up to ``t1``.
+    lam1 : float
+        Value at the end of training.
 
     Returns
     -------

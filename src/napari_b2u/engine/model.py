@@ -88,9 +88,10 @@ class Model:
             One letter per dimension, e.g. ``"YX"``, ``"TYX"``, ``"YXC"``.
         mode : {"weighted", "blind", "visible"}, optional
             Which output (default: the model's ``config.mode``).
-        tile_size, tile_overlap : int, optional
-            Tile side and overlap in pixels (default 512 and 64); smaller tiles
-            use less memory.
+        tile_size : int, optional
+            Tile side in pixels (default 512); smaller tiles use less memory.
+        tile_overlap : int, optional
+            Overlap of neighbouring tiles in pixels (default 64).
         device : str, optional
             Torch device (default: the model's ``config.device``).
 

@@ -1,0 +1,92 @@
+"""One table across result files: each method's mean PSNR per data set, noise and budget.
+
+    python -m benchmarks.summary benchmarks/results/2026-11-24-vm-set12-*.json ...
+    python -m benchmarks.summary --metric psnr_fit benchmarks/results/*-microscopy-60s-fit.json
+
+Rows are (data, noise, budget); columns the methods (B2U in its default
+``visible`` output). Means are over the images each method was run on, so
+only compare cells with the same image count. Also prints, for images run at
+two budgets, which fraction of the long run's gain over the noisy image the
+short run reached. ``--metric psnr_fit`` scores after an affine intensity fit
+to the reference (for real-noise references; see ``quality.psnr_fit``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = [("b2u", "visible"), ("bm3d", "bm3d"), ("careamics", "careamics"), ("n2v", "n2v"), ("supervised", "supervised")]
+
+
+def load(paths: list[str]) -> list[dict]:
+    rows = []
+    for path in paths:
+        rows += [r for r in json.loads(Path(path).read_text())["rows"] if r["variant"] == "default"]
+    return rows
+
+
+def table(rows: list[dict], metric: str = "psnr") -> str:
+    rows = [r for r in rows if metric in r]  # older result files lack psnr_fit
+    noisy_metric = {"psnr": "psnr_noisy", "psnr_fit": "psnr_noisy_fit"}[metric]
+    cells = defaultdict(list)
+    noisy = defaultdict(dict)
+    budgets = defaultdict(set)
+    for r in rows:
+        key = (r["data"], r["noise"])
+        if r["budget_s"] is None:  # BM3D: one figure for every budget of the same images
+            cells[key + ("bm3d",)].append(r[metric])
+        else:
+            budgets[key].add(r["budget_s"])
+            cells[key + (r["budget_s"], r["method"], r["output"])].append(r[metric])
+        noisy[key][r["case"]] = r[noisy_metric]
+    head = "| data | noise | budget s | images | noisy | " + " | ".join(m for m, _ in COLUMNS) + " | B2U - BM3D | B2U - CAREamics |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for key in sorted(budgets):
+        for budget in sorted(budgets[key]):
+            vals, counts = {}, set()
+            for method, output in COLUMNS:
+                got = cells.get(key + ("bm3d",)) if method == "bm3d" else cells.get(key + (budget, method, output))
+                if got:
+                    vals[method] = float(np.mean(got))
+                    counts.add(len(got))
+            fmt = [f"{vals[m]:.2f}" if m in vals else "–" for m, _ in COLUMNS]
+            diff = [f"{vals['b2u'] - vals[o]:+.2f}" if "b2u" in vals and o in vals else "–" for o in ("bm3d", "careamics")]
+            n = "/".join(str(c) for c in sorted(counts))
+            lines.append(f"| {key[0]} | {key[1]} | {budget:g} | {n} | {np.mean(list(noisy[key].values())):.2f} | "
+                         + " | ".join(fmt) + " | " + " | ".join(diff) + " |")
+    return "\n".join(lines)
+
+
+def gain_fraction(rows: list[dict], short: float = 60, long: float = 300) -> str:
+    """Per image run at both budgets: (short - noisy) / (long - noisy) for B2U."""
+    by_case = defaultdict(dict)
+    for r in rows:
+        if r["method"] == "b2u" and r["output"] == "visible" and r["budget_s"] in (short, long):
+            by_case[r["case"]][r["budget_s"]] = (r["psnr"], r["psnr_noisy"])
+    out = []
+    for case, runs in sorted(by_case.items()):
+        if len(runs) == 2:
+            (s, n), (l, _) = runs[short], runs[long]
+            out.append(f"- {case}: {short:g} s {s:.2f} dB, {long:g} s {l:.2f} dB: {(s - n) / (l - n):.1%} of the gain")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="+", help="JSON files written by benchmarks.quality")
+    parser.add_argument("--metric", choices=["psnr", "psnr_fit"], default="psnr")
+    args = parser.parse_args(argv)
+    rows = load(args.results)
+    print(table(rows, args.metric))
+    fractions = gain_fraction(rows)
+    if fractions:
+        print("\n" + fractions)
+
+
+if __name__ == "__main__":
+    main()

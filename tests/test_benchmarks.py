@@ -1,0 +1,72 @@
+"""The benchmark harness still runs: tiny budgets, results written, skips explained."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("bm3d")
+pytest.importorskip("matplotlib")
+
+from benchmarks import quality, summary  # noqa: E402
+from benchmarks.data import SHARED, add_noise, load_cases  # noqa: E402
+
+
+@pytest.mark.slow
+def test_quality_run_writes_rows_and_skips_missing_careamics(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CAREAMICS_PYTHON", str(tmp_path / "no-such-python"))
+    quality.main(["--data", "camera", "--budget", "1", "--methods", "b2u,bm3d,n2v,careamics",
+                  "--tag", "t", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "skipping careamics" in out and "careamics_env.sh" in out
+    (result,) = tmp_path.glob("*-t.json")
+    rows = json.loads(result.read_text())["rows"]
+    assert {(r["method"], r["output"]) for r in rows} == {
+        ("b2u", "weighted"), ("b2u", "blind"), ("b2u", "visible"), ("bm3d", "bm3d"), ("n2v", "n2v")}
+    bm3d_row = next(r for r in rows if r["method"] == "bm3d")
+    assert bm3d_row["psnr"] > bm3d_row["psnr_noisy"] + 5  # BM3D with the true sigma really denoises
+    assert all(r["threads"] == 2 and r["device"] == "cpu" for r in rows)
+    assert (tmp_path / result.name.replace(".json", ".md")).exists()
+    assert (tmp_path / result.name.replace(".json", ".png")).exists()
+
+
+def test_summary_table_means_and_differences():
+    def row(case, method, output, budget, psnr):
+        return {"case": case, "data": "set12", "noise": "gauss25", "method": method, "variant": "default",
+                "output": output, "budget_s": budget, "psnr": psnr, "psnr_noisy": 20.0}
+
+    rows = [row("a", "b2u", "visible", 60, 28.0), row("b", "b2u", "visible", 60, 30.0),
+            row("a", "b2u", "blind", 60, 1.0),  # other outputs are not the B2U column
+            row("a", "bm3d", "bm3d", None, 30.0), row("b", "bm3d", "bm3d", None, 31.0),
+            row("a", "careamics", "careamics", 60, 25.0), row("b", "careamics", "careamics", 60, 26.0),
+            row("a", "b2u", "visible", 300, 29.0)]
+    text = summary.table(rows)
+    line_60 = next(line for line in text.splitlines() if "| 60 |" in line)
+    assert "| 29.00 | 30.50 | 25.50 |" in line_60 and "| -1.50 | +3.50 |" in line_60
+    assert "a: 60 s 28.00 dB, 300 s 29.00 dB: 88.9% of the gain" in summary.gain_fraction(rows)
+
+
+def test_noise_is_seeded_and_poisson_is_in_range():
+    clean = np.full((8, 8), 128.0, np.float32)
+    a, sigma = add_noise(clean, "gauss25", seed=3)
+    b, _ = add_noise(clean, "gauss25", seed=3)
+    assert sigma == 25.0 and np.array_equal(a, b)
+    p, sigma = add_noise(clean, "poisson", seed=3)
+    assert sigma is None and p.min() >= 0
+
+
+@pytest.mark.skipif(not (SHARED / "w2s" / "noisy").is_dir(), reason="shared W2S data absent")
+def test_stack_case_holds_the_single_images():
+    singles = load_cases("w2s:2", ["gauss25"])
+    (stack,) = load_cases("w2s-stack:2", ["gauss25"])
+    assert stack.noisy.shape == (2, *singles[0].noisy.shape)
+    assert np.array_equal(stack.clean[1], singles[1].clean)
+
+
+def test_psnr_fit_ignores_offset_and_contrast_but_not_noise():
+    clean = np.random.default_rng(0).uniform(0, 255, (32, 32)).astype(np.float32)
+    assert quality.psnr_fit(0.5 * clean + 10, clean) > 100
+    noisy = clean + np.random.default_rng(1).normal(0, 10, clean.shape).astype(np.float32)
+    assert 25 < quality.psnr_fit(noisy, clean) < 30
