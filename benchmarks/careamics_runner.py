@@ -61,7 +61,11 @@ def main() -> None:
         steps = int(careamist.trainer.global_step)
         final = f"{work}/final.ckpt"  # the last-epoch checkpoint may predate the time limit
         careamist.trainer.save_checkpoint(final)
-        pred, _ = careamist.predict(image, axes=axes, checkpoint=final)
+        # CAREamics predicts whole images only when each side is a multiple of
+        # 2**depth; otherwise its error message asks for tiling, as a user would.
+        fits = all(s % 4 == 0 for s in image.shape[-2:])
+        tiles = {} if fits else {"tile_size": (256, 256), "tile_overlap": (48, 48)}
+        pred, _ = careamist.predict(image, axes=axes, checkpoint=final, **tiles)
     out = np.asarray(pred[0] if isinstance(pred, list) else pred, np.float32).reshape(image.shape)
     np.save(args.output, out)
     print(json.dumps({"steps": steps, "train_s": round(trained, 2)}))

@@ -58,12 +58,15 @@ def psnr_fit(image: np.ndarray, clean: np.ndarray) -> float:
     noisy frame's offset and contrast (W2S's are stretched separately), so
     plain PSNR there also scores how well a method's output happens to match
     the reference's intensity scale. The affine fit (as in CARE's
-    evaluation) removes that and compares structure only.
+    evaluation) removes that and compares structure only. Each plane of a
+    stack gets its own map (its reference is stretched on its own too).
     """
-    x = image.astype(np.float64).ravel()
-    y = clean.astype(np.float64).ravel()
-    a, b = np.polyfit(x, y, 1)
-    return float(psnr((a * x + b).reshape(clean.shape), clean))
+    fitted = np.empty(clean.shape, np.float64)
+    for out, x, y in zip(fitted.reshape(-1, *clean.shape[-2:]), image.reshape(-1, *image.shape[-2:]),
+                         clean.reshape(-1, *clean.shape[-2:])):
+        a, b = np.polyfit(x.astype(np.float64).ravel(), y.astype(np.float64).ravel(), 1)
+        out[...] = a * x + b
+    return float(psnr(fitted, clean))
 
 
 def run(args) -> list[dict]:
@@ -87,6 +90,9 @@ def run(args) -> list[dict]:
                         print(f"skipping {method}: {exc}", flush=True)
                         unavailable.add(method)
                         break
+                    except RuntimeError as exc:  # one failed run must not lose the others
+                        print(f"FAILED {method} on {case.name}: {exc}", flush=True)
+                        continue
                     seconds = time.perf_counter() - t0
                     steps = outputs.pop("_steps", None)
                     for output, image in outputs.items():

@@ -36,28 +36,35 @@ def table(rows: list[dict], metric: str = "psnr") -> str:
     cells = defaultdict(list)
     noisy = defaultdict(dict)
     budgets = defaultdict(set)
+    bm3d = defaultdict(dict)  # BM3D has no budget: its figure per case serves every budget
+    cases = defaultdict(set)  # the images each (data, noise, budget) row covers
     for r in rows:
         key = (r["data"], r["noise"])
-        if r["budget_s"] is None:  # BM3D: one figure for every budget of the same images
-            cells[key + ("bm3d",)].append(r[metric])
+        noisy[key][r["case"]] = r[noisy_metric]
+        if r["budget_s"] is None:
+            bm3d[key][r["case"]] = r[metric]
         else:
             budgets[key].add(r["budget_s"])
+            cases[key + (r["budget_s"],)].add(r["case"])
             cells[key + (r["budget_s"], r["method"], r["output"])].append(r[metric])
-        noisy[key][r["case"]] = r[noisy_metric]
     head = "| data | noise | budget s | images | noisy | " + " | ".join(m for m, _ in COLUMNS) + " | B2U - BM3D | B2U - CAREamics |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for key in sorted(budgets):
         for budget in sorted(budgets[key]):
             vals, counts = {}, set()
             for method, output in COLUMNS:
-                got = cells.get(key + ("bm3d",)) if method == "bm3d" else cells.get(key + (budget, method, output))
+                if method == "bm3d":
+                    got = [v for c, v in bm3d[key].items() if c in cases[key + (budget,)]]
+                else:
+                    got = cells.get(key + (budget, method, output))
                 if got:
                     vals[method] = float(np.mean(got))
                     counts.add(len(got))
             fmt = [f"{vals[m]:.2f}" if m in vals else "–" for m, _ in COLUMNS]
             diff = [f"{vals['b2u'] - vals[o]:+.2f}" if "b2u" in vals and o in vals else "–" for o in ("bm3d", "careamics")]
             n = "/".join(str(c) for c in sorted(counts))
-            lines.append(f"| {key[0]} | {key[1]} | {budget:g} | {n} | {np.mean(list(noisy[key].values())):.2f} | "
+            covered = [v for c, v in noisy[key].items() if c in cases[key + (budget,)]]
+            lines.append(f"| {key[0]} | {key[1]} | {budget:g} | {n} | {np.mean(covered):.2f} | "
                          + " | ".join(fmt) + " | " + " | ".join(diff) + " |")
     return "\n".join(lines)
 
@@ -68,11 +75,15 @@ def gain_fraction(rows: list[dict], short: float = 60, long: float = 300) -> str
     for r in rows:
         if r["method"] == "b2u" and r["output"] == "visible" and r["budget_s"] in (short, long):
             by_case[r["case"]][r["budget_s"]] = (r["psnr"], r["psnr_noisy"])
-    out = []
+    out, gains = [], []
     for case, runs in sorted(by_case.items()):
         if len(runs) == 2:
             (s, n), (l, _) = runs[short], runs[long]
+            gains.append((s - n, l - n))
             out.append(f"- {case}: {short:g} s {s:.2f} dB, {long:g} s {l:.2f} dB: {(s - n) / (l - n):.1%} of the gain")
+    if len(gains) > 1:
+        s, l = np.sum(gains, axis=0)
+        out.append(f"- all {len(gains)}: {s / l:.1%} of the mean gain ({s / len(gains):.2f} of {l / len(gains):.2f} dB)")
     return "\n".join(out)
 
 

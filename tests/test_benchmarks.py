@@ -68,5 +68,7 @@ def test_stack_case_holds_the_single_images():
 def test_psnr_fit_ignores_offset_and_contrast_but_not_noise():
     clean = np.random.default_rng(0).uniform(0, 255, (32, 32)).astype(np.float32)
     assert quality.psnr_fit(0.5 * clean + 10, clean) > 100
+    stack = np.stack([clean, clean[::-1]])
+    assert quality.psnr_fit(np.stack([0.5 * stack[0] + 10, 2 * stack[1] - 5]), stack) > 100  # a map per plane
     noisy = clean + np.random.default_rng(1).normal(0, 10, clean.shape).astype(np.float32)
     assert 25 < quality.psnr_fit(noisy, clean) < 30
