@@ -87,13 +87,46 @@ def gain_fraction(rows: list[dict], short: float = 60, long: float = 300) -> str
     return "\n".join(out)
 
 
+def plot(rows: list[dict], path: str, metric: str = "psnr") -> None:
+    """Mean PSNR against seconds per method, over the images run at every budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    budgets = sorted({r["budget_s"] for r in rows if r["budget_s"] is not None})
+    common = set.intersection(*({r["case"] for r in rows if r["budget_s"] == b} for b in budgets))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for method, output in COLUMNS:
+        picked = [r for r in rows if r["method"] == method and r["output"] == output and r["case"] in common]
+        by_x = defaultdict(list)
+        for r in picked:  # BM3D has no budget: one point at its mean run time
+            x = r["budget_s"] if r["budget_s"] is not None else np.mean([p["wall_s"] for p in picked])
+            by_x[x].append(r[metric])
+        if by_x:
+            xs = sorted(by_x)
+            label = {"b2u": "napari-b2u", "bm3d": "BM3D", "careamics": "CAREamics N2V",
+                     "n2v": "N2V-style, our UNet", "supervised": "supervised bound"}[method]
+            ax.plot(xs, [np.mean(by_x[x]) for x in xs], "o-", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds (training budget; BM3D: its run time), 2 CPU threads")
+    ax.set_ylabel(f"mean {metric.replace('_', ' ')} (dB), {len(common)} images")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", help="JSON files written by benchmarks.quality")
     parser.add_argument("--metric", choices=["psnr", "psnr_fit"], default="psnr")
+    parser.add_argument("--plot", help="also write a PSNR-against-seconds plot (PNG) here")
     args = parser.parse_args(argv)
     rows = load(args.results)
     print(table(rows, args.metric))
+    if args.plot:
+        plot(rows, args.plot, args.metric)
     fractions = gain_fraction(rows)
     if fractions:
         print("\n" + fractions)

@@ -72,3 +72,12 @@ def test_psnr_fit_ignores_offset_and_contrast_but_not_noise():
     assert quality.psnr_fit(np.stack([0.5 * stack[0] + 10, 2 * stack[1] - 5]), stack) > 100  # a map per plane
     noisy = clean + np.random.default_rng(1).normal(0, 10, clean.shape).astype(np.float32)
     assert 25 < quality.psnr_fit(noisy, clean) < 30
+
+
+def test_summary_plot_writes_a_png(tmp_path):
+    rows = [{"case": c, "data": "set12", "noise": "gauss25", "method": m, "variant": "default", "output": o,
+             "budget_s": b, "wall_s": b or 2.0, "psnr": 25.0 + i, "psnr_noisy": 20.0}
+            for i, (m, o, b) in enumerate([("b2u", "visible", 60.0), ("b2u", "visible", 300.0), ("bm3d", "bm3d", None)])
+            for c in ("a", "b")]
+    summary.plot(rows, str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
