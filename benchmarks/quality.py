@@ -129,6 +129,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def mean_by_seconds(rows: list[dict], metric: str = "psnr") -> dict[float, float]:
+    """Mean ``metric`` per budget, for one method's rows. BM3D has no budget:
+    its rows make one point at their mean run time."""
+    untimed = [r["wall_s"] for r in rows if r["budget_s"] is None]
+    by_x = defaultdict(list)
+    for r in rows:
+        by_x[r["budget_s"] if r["budget_s"] is not None else float(np.mean(untimed))].append(r[metric])
+    return {x: float(np.mean(v)) for x, v in sorted(by_x.items())}
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -140,11 +150,8 @@ def plot(rows: list[dict], path: Path) -> None:
     for r in rows:
         groups[(r["method"], r["variant"], r["output"])].append(r)
     for (method, variant, output), rs in sorted(groups.items()):
-        by_budget = defaultdict(list)
-        for r in rs:
-            by_budget[r["wall_s"] if r["budget_s"] is None else r["budget_s"]].append(r["psnr"])
-        xs = sorted(by_budget)
-        ax.plot(xs, [np.mean(by_budget[x]) for x in xs], "o-", label=f"{method} {variant} {output}")
+        means = mean_by_seconds(rs)
+        ax.plot(list(means), list(means.values()), "o-", label=f"{method} {variant} {output}")
     ax.set_xscale("log")
     ax.set_xlabel("wall-clock budget (s), 2 CPU threads")
     ax.set_ylabel("mean PSNR (dB)")

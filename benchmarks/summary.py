@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.quality import mean_by_seconds
+
 COLUMNS = [("b2u", "visible"), ("bm3d", "bm3d"), ("careamics", "careamics"), ("n2v", "n2v"), ("supervised", "supervised")]
 
 
@@ -99,15 +101,11 @@ def plot(rows: list[dict], path: str, metric: str = "psnr") -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for method, output in COLUMNS:
         picked = [r for r in rows if r["method"] == method and r["output"] == output and r["case"] in common]
-        by_x = defaultdict(list)
-        for r in picked:  # BM3D has no budget: one point at its mean run time
-            x = r["budget_s"] if r["budget_s"] is not None else np.mean([p["wall_s"] for p in picked])
-            by_x[x].append(r[metric])
-        if by_x:
-            xs = sorted(by_x)
+        if picked:
+            means = mean_by_seconds(picked, metric)
             label = {"b2u": "napari-b2u", "bm3d": "BM3D", "careamics": "CAREamics N2V",
                      "n2v": "N2V-style, our UNet", "supervised": "supervised bound"}[method]
-            ax.plot(xs, [np.mean(by_x[x]) for x in xs], "o-", label=label)
+            ax.plot(list(means), list(means.values()), "o-", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("seconds (training budget; BM3D: its run time), 2 CPU threads")
     ax.set_ylabel(f"mean {metric.replace('_', ' ')} (dB), {len(common)} images")
