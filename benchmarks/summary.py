@@ -80,12 +80,12 @@ def gain_fraction(rows: list[dict], short: float = 60, long: float = 300) -> str
     out, gains = [], []
     for case, runs in sorted(by_case.items()):
         if len(runs) == 2:
-            (s, n), (l, _) = runs[short], runs[long]
-            gains.append((s - n, l - n))
-            out.append(f"- {case}: {short:g} s {s:.2f} dB, {long:g} s {l:.2f} dB: {(s - n) / (l - n):.1%} of the gain")
+            (s, n), (lg, _) = runs[short], runs[long]
+            gains.append((s - n, lg - n))
+            out.append(f"- {case}: {short:g} s {s:.2f} dB, {long:g} s {lg:.2f} dB: {(s - n) / (lg - n):.1%} of the gain")
     if len(gains) > 1:
-        s, l = np.sum(gains, axis=0)
-        out.append(f"- all {len(gains)}: {s / l:.1%} of the mean gain ({s / len(gains):.2f} of {l / len(gains):.2f} dB)")
+        s, lg = np.sum(gains, axis=0)
+        out.append(f"- all {len(gains)}: {s / lg:.1%} of the mean gain ({s / len(gains):.2f} of {lg / len(gains):.2f} dB)")
     return "\n".join(out)
 
 

@@ -135,9 +135,10 @@ def test_cli_end_to_end(folder, tmp_path):
     before = digest(folder)
     out = tmp_path / "out"
     model = tmp_path / "m.safetensors"
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-m", "napari_b2u", *a], capture_output=True, text=True, timeout=600
-    )  # noqa: E731
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "napari_b2u", *a], capture_output=True, text=True, timeout=600
+        )
     r = run(
         "train",
         str(folder / "stack.tif"),

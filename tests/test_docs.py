@@ -7,7 +7,6 @@ docs/cli.md from the current parser.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import importlib.util
 import inspect
