@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 import pytest
 
 pytest.importorskip("napari")
-pytest.importorskip("pyqtgraph")
 
 from qtpy.QtCore import QThreadPool  # noqa: E402
 
@@ -241,3 +241,13 @@ def test_a_second_training_is_refused(make_napari_viewer, qtbot, monkeypatch):
     assert len(widget._workers) == 1
     widget.stop()
     wait_idle(qtbot, widget)
+
+
+def test_train_widget_without_pyqtgraph_says_what_to_install(make_napari_viewer, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyqtgraph", None)  # import pyqtgraph raises ImportError
+    monkeypatch.delitem(sys.modules, "napari_b2u._widgets.loss_plot", raising=False)
+    viewer = make_napari_viewer()
+    viewer.add_image(noisy_image()[1], name="noisy")
+    widget = dock(viewer)
+    assert "pip install pyqtgraph" in widget.plot.text()
+    assert widget.train_button.isEnabled()

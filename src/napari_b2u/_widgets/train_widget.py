@@ -36,7 +36,6 @@ from napari_b2u._widgets.layers import (
     show_image,
     show_output,
 )
-from napari_b2u._widgets.loss_plot import LossPlot
 from napari_b2u._widgets.session import SESSION
 from napari_b2u._widgets.workers import denoise_planes, explain, make_worker, quit_all, shut_down
 from napari_b2u.api import MODES, STOP, Done, Model, Preview, Started, Step, TrainConfig
@@ -47,6 +46,36 @@ if TYPE_CHECKING:
 
 #: Seconds between live previews.
 PREVIEW_INTERVAL = 5.0
+
+
+def make_loss_plot() -> QWidget:
+    """The live loss plot, or a notice saying what to install when pyqtgraph is
+    missing (it is a dependency, but an environment can still lack it)."""
+    try:
+        from napari_b2u._widgets.loss_plot import LossPlot
+    except ImportError as exc:
+        return MissingPlot(
+            f"The live loss plot needs pyqtgraph, which cannot be imported ({exc}). "
+            "Install it into napari's environment (pip install pyqtgraph) and reopen "
+            "this widget; training works without it."
+        )
+    return LossPlot()
+
+
+class MissingPlot(QLabel):
+    """Stands in for the loss plot: a message, and the plot's methods as no-ops."""
+
+    n_points = 0
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.setWordWrap(True)
+
+    def append(self, *_: Any) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
 
 
 class TrainWidget(QWidget):
@@ -99,7 +128,7 @@ class TrainWidget(QWidget):
         self.status.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
-        self.plot = LossPlot()
+        self.plot = make_loss_plot()
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.simple.native)
