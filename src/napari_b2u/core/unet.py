@@ -1,4 +1,5 @@
-"""The authors' 2D UNet, with depth and width as parameters (method section 7)."""
+"""The authors' UNet, with depth and width as parameters (method section 7),
+in 2D and, for volumes, in 3D."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
+def _conv(cin: int, cout: int, dims: int) -> nn.Sequential:
+    conv = nn.Conv2d if dims == 2 else nn.Conv3d
+    return nn.Sequential(conv(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
 
 
 class UNet(nn.Module):
@@ -18,6 +20,10 @@ class UNet(nn.Module):
     The encoder keeps ``features`` channels at every level, the decoder
     ``2 * features``; the first skip is the input itself. With ``depth=5``
     and ``features=48`` this is the paper's network (about 1.1 M parameters).
+    With ``dims=3`` the same network works on volumes ``(N, C, D, H, W)``:
+    3x3x3 convolutions, and pooling by 2 in Y and X at every level but in Z
+    only at the first ``z_pool`` levels (shallow or anisotropic stacks keep
+    their Z resolution).
 
     Parameters
     ----------
@@ -29,7 +35,12 @@ class UNet(nn.Module):
         Width of the encoder (the decoder is twice as wide).
     depth : int
         Number of 2x pooling steps. Inputs whose sides are not multiples of
-        ``2**depth`` are reflect-padded and cropped back.
+        the pooling grid (`multiples`) are reflect-padded and cropped back.
+    dims : int
+        2 (images) or 3 (volumes).
+    z_pool : int
+        ``dims=3`` only: how many of the ``depth`` levels also pool along Z
+        (0 to ``depth``).
     """
 
     def __init__(
@@ -38,59 +49,91 @@ class UNet(nn.Module):
         out_channels: int | None = None,
         features: int = 48,
         depth: int = 5,
+        dims: int = 2,
+        z_pool: int = 0,
     ) -> None:
         super().__init__()
         if depth < 1 or features < 1 or in_channels < 1:
             raise ValueError("UNet needs depth >= 1, features >= 1 and in_channels >= 1")
+        if dims not in (2, 3) or not 0 <= z_pool <= depth or (dims == 2 and z_pool):
+            raise ValueError(f"UNet needs dims 2 or 3 and 0 <= z_pool <= depth (3D only), got "
+                             f"dims={dims}, z_pool={z_pool}")  # fmt: skip
         out_channels = in_channels if out_channels is None else out_channels
         self.in_channels, self.out_channels = in_channels, out_channels
         self.features, self.depth = features, depth
+        self.dims, self.z_pool = dims, z_pool
         f = features
-        self.head = nn.Sequential(_conv(in_channels, f), _conv(f, f))
-        self.down = nn.ModuleList([_conv(f, f) for _ in range(depth - 1)])
-        self.bottom = _conv(f, f)
+        self.head = nn.Sequential(_conv(in_channels, f, dims), _conv(f, f, dims))
+        self.down = nn.ModuleList([_conv(f, f, dims) for _ in range(depth - 1)])
+        self.bottom = _conv(f, f, dims)
         self.up = nn.ModuleList()
         for i in range(depth):
             level = depth - 1 - i  # resolution level this decoder block works at
             c_in = (f if i == 0 else 2 * f) + (in_channels if level == 0 else f)
-            self.up.append(nn.Sequential(_conv(c_in, 2 * f), _conv(2 * f, 2 * f)))
-        self.out = nn.Conv2d(2 * f, out_channels, 1)
+            self.up.append(nn.Sequential(_conv(c_in, 2 * f, dims), _conv(2 * f, 2 * f, dims)))
+        self.out = (nn.Conv2d if dims == 2 else nn.Conv3d)(2 * f, out_channels, 1)
         self._init_weights()
 
     def _init_weights(self) -> None:
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d | nn.Conv3d):
                 nn.init.kaiming_normal_(m.weight, a=0.1)
                 nn.init.zeros_(m.bias)
 
     @property
     def multiple(self) -> int:
-        """Image sides must be multiples of this (``2**depth``)."""
+        """Image sides (Y, X) must be multiples of this (``2**depth``)."""
         return 2**self.depth
 
+    @property
+    def multiples(self) -> tuple[int, ...]:
+        """Multiple of each spatial side: ``(Y, X)``, or ``(Z, Y, X)`` in 3D."""
+        if self.dims == 2:
+            return (self.multiple, self.multiple)
+        return (2**self.z_pool, self.multiple, self.multiple)
+
+    def _factor(self, level: int) -> tuple[int, ...] | int:
+        """Pooling (and upsampling) factor of ``level`` (0: the first)."""
+        if self.dims == 2:
+            return 2
+        return (2 if level < self.z_pool else 1, 2, 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        ph, pw = -h % self.multiple, -w % self.multiple
-        if ph or pw:
-            return self.forward(pad_reflect(x, ph, pw))[..., :h, :w]
+        spatial = x.shape[2:]
+        pads = [-s % m for s, m in zip(spatial, self.multiples)]
+        if any(pads):
+            crop = (..., *(slice(0, s) for s in spatial))
+            return self.forward(pad_reflect(x, *pads))[crop]
+        pool = F.max_pool2d if self.dims == 2 else F.max_pool3d
         skips = [x]
-        x = F.max_pool2d(self.head(x), 2)
-        for conv in self.down:
+        x = pool(self.head(x), self._factor(0))
+        for level, conv in enumerate(self.down, start=1):
             skips.append(x)
-            x = F.max_pool2d(conv(x), 2)
+            x = pool(conv(x), self._factor(level))
         x = self.bottom(x)
-        for block in self.up:
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        for i, block in enumerate(self.up):
+            factor = self._factor(self.depth - 1 - i)
+            scale = (float(factor),) * 2 if self.dims == 2 else tuple(map(float, factor))
+            x = F.interpolate(x, scale_factor=scale, mode="nearest")
             x = block(torch.cat([x, skips.pop()], dim=1))
         return self.out(x)
 
 
-def pad_reflect(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
-    """Pad the bottom/right of ``(N, C, H, W)`` by ``ph``/``pw`` pixels.
+def pad_mode(*sizes_and_pads: int) -> str:
+    """How a block is padded: ``pad_mode(h, w, ph, pw)`` (or with the sides,
+    then the pads, of every spatial axis) is ``"reflect"`` where every side
+    is larger than its pad, else ``"replicate"`` (reflect padding cannot
+    exceed the side minus one). Tiled inference pads by the same rule."""
+    half = len(sizes_and_pads) // 2
+    sizes, pads = sizes_and_pads[:half], sizes_and_pads[half:]
+    return "reflect" if all(p < s for s, p in zip(sizes, pads)) else "replicate"
 
-    Reflection where the image is large enough, else edge replication
-    (reflect padding cannot exceed the side minus one).
-    """
-    h, w = x.shape[-2:]
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+def pad_reflect(x: torch.Tensor, *pads: int) -> torch.Tensor:
+    """Pad the far end of each spatial axis of ``(N, C, ...)`` by ``pads``
+    (one per spatial axis, in order), by `pad_mode`."""
+    spatial = x.shape[2:]
+    flat: list[int] = []
+    for p in reversed(pads):  # F.pad takes the last axis first
+        flat += [0, p]
+    return F.pad(x, flat, mode=pad_mode(*spatial, *pads))
