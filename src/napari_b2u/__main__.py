@@ -13,34 +13,6 @@ from napari_b2u.cli import build_parser, train_overrides
 log = logging.getLogger("napari_b2u")
 
 
-class TrainingBar:
-    """A tqdm bar over training progress, fed by engine events."""
-
-    def __init__(self, disable: bool = False) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(
-            total=100,
-            unit="%",
-            disable=disable,
-            desc="training",
-            leave=True,
-            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
-        )
-
-    def __call__(self, event) -> None:
-        from napari_b2u.api import Done, Step
-
-        if isinstance(event, Step):
-            self.bar.n = round(100 * event.progress, 1)
-            self.bar.set_postfix(step=event.step, loss=f"{event.loss:.4g}", lam=f"{event.lam:.1f}")
-        elif isinstance(event, Done):
-            if event.reason != "stopped":
-                self.bar.n = 100
-            self.bar.refresh()
-            self.bar.close()
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.gui:
         from napari_b2u._widgets.launch import open_demo_viewer
@@ -48,6 +20,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         open_demo_viewer()
         return 0
     from napari_b2u.demo import run_demo
+    from napari_b2u.progress import TrainingBar
 
     result = run_demo(args.out, callback=TrainingBar(disable=args.quiet), **train_overrides(args))
     gain = result["psnr_denoised"] - result["psnr_noisy"]
@@ -68,69 +41,74 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from napari_b2u import api
-    from napari_b2u.batch import expand_inputs
-    from napari_b2u.engine.images import open_image
+    from napari_b2u.progress import TrainingBar
 
-    images = [open_image(p) for p in expand_inputs(args.inputs)]
-    data, axes = _stack_inputs(images, args.axes)
-    model = api.train(
-        data, axes=axes, callback=TrainingBar(disable=args.quiet), **train_overrides(args)
+    model = api.train_files(
+        args.inputs, axes=args.axes, callback=TrainingBar(disable=args.quiet), **train_overrides(args)
     )
     model.save(args.model)
     s = model.summary
     log.info(
-        "trained %s steps in %.0f s on %s; model saved to %s",
-        s["steps"],
-        s["seconds"],
-        s["device"],
-        args.model,
+        "trained %s steps in %.0f s on %s; model saved to %s", s.steps, s.seconds, s.device, args.model
     )
     return 0
 
 
-def _stack_inputs(images, axes):
-    """One array of all inputs' planes (lazily, with dask) for training."""
-    from napari_b2u.engine import Planes
+def cmd_export(args: argparse.Namespace) -> int:
+    from napari_b2u import api
+    from napari_b2u.engine.images import open_image
 
-    if len(images) == 1:
-        return images[0].data, axes or images[0].axes
-    import dask.array as da
+    model = api.load_model(args.model)
+    image = open_image(args.image) if args.image else None
+    out = model.export_bioimageio(
+        args.out,
+        name=args.name,
+        authors=args.authors,
+        description=args.description,
+        image=image.data if image else None,
+        axes=args.axes or (image.axes if image else None),
+        test=args.test,
+    )
+    log.info("bioimage.io package written to %s", out)
+    return 0
 
-    planes = [Planes(im.data, axes or im.axes) for im in images]
-    shapes = {(p.channels, p.height, p.width) for p in planes}
-    if len(shapes) > 1:
-        raise ValueError(
-            "The inputs have different plane sizes or channels "
-            f"{sorted(shapes)}; train on files of one size, or one file at a time."
-        )
-    stacks = []
-    for p in planes:
-        order = p.stack_dims + ([p.channel_dim] if p.channel_dim is not None else [])
-        order += [p.axes.index("Y"), p.axes.index("X")]
-        arr = da.from_array(p.array, chunks=-1) if not isinstance(p.array, da.Array) else p.array
-        stacks.append(
-            arr.transpose(order).reshape(
-                (p.n, *([p.channels] if p.channel_dim is not None else []), p.height, p.width)
-            )
-        )
-    channel = "C" if planes[0].channel_dim is not None else ""
-    return da.concatenate(stacks), "N" + channel + "YX"
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from napari_b2u import api
+    from napari_b2u.engine.images import open_image
+
+    noisy = open_image(args.noisy)
+    axes = args.axes or noisy.axes
+    denoised = open_image(args.denoised).data if args.denoised else None
+    report = api.noise_report(noisy.data, denoised, axes)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(report.summary())
+        for warning in report.warnings:
+            print(f"warning: {warning}")
+    return 0 if report.ok else 1
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
     from napari_b2u import api
-    from napari_b2u.batch import plan
 
-    jobs = plan(
-        args.inputs, args.out, suffix=args.suffix, overwrite=args.overwrite, resume=args.resume
-    )
     if args.dry_run:
+        jobs = api.plan_files(
+            args.inputs, args.out, suffix=args.suffix, overwrite=args.overwrite, resume=args.resume
+        )
         for job in jobs:
             print(f"{'skip (complete)' if job.skip else 'write'}\t{job.input} -> {job.output}")
         return 0
-    summary = {"done": [], "failed": {}}
+    reports: dict[str, dict] = {}
+
+    def on_event(event) -> None:
+        if isinstance(event, api.FileDone) and event.report is not None:
+            reports[str(event.output)] = event.report.to_dict()
+            log.info("%s: %s", event.job.input.name, event.report.headline())
+
     try:
-        summary["done"] = api.denoise_files(
+        done = api.denoise_files(
             args.inputs,
             args.out,
             args.model,
@@ -144,33 +122,33 @@ def cmd_denoise(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             tile_size=args.tile,
             tile_overlap=args.overlap,
+            callback=on_event,
             **train_overrides(args),
         )
+        failed: dict = {}
         code = 0
     except api.BatchError as exc:
-        summary = {"done": exc.done, "failed": exc.failed}
-        code = 1
+        done, failed, code = exc.done, exc.failed, 1
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "done": [str(p) for p in summary["done"]],
-                    "failed": {str(k): v for k, v in summary["failed"].items()},
-                },
-                indent=1,
-            )
-        )
+        summary = {
+            "done": [str(p) for p in done],
+            "failed": {str(k): v for k, v in failed.items()},
+            "reports": reports,  # noise report on each output written in this run
+        }
+        print(json.dumps(summary, indent=1))
     else:
-        log.info(
-            "%d file(s) denoised into %s, %d failed",
-            len(summary["done"]),
-            args.out,
-            len(summary["failed"]),
-        )
+        log.info("%d file(s) denoised into %s, %d failed", len(done), args.out, len(failed))
     return code
 
 
-COMMANDS = {"demo": cmd_demo, "train": cmd_train, "denoise": cmd_denoise, "info": cmd_info}
+COMMANDS = {
+    "demo": cmd_demo,
+    "train": cmd_train,
+    "denoise": cmd_denoise,
+    "check": cmd_check,
+    "export": cmd_export,
+    "info": cmd_info,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, TypeError, OSError, ImportError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
         log.error("%s", exc)
         return 2
     except KeyboardInterrupt:

@@ -18,38 +18,68 @@ from typing import Any
 
 import numpy as np
 
-from napari_b2u.batch import BatchError, plan, run_jobs
-from napari_b2u.config import MODES, TrainConfig
+from napari_b2u.batch import (
+    BatchError,
+    BatchEvent,
+    FileDone,
+    FilePlanes,
+    FileTraining,
+    Job,
+    expand_inputs,
+    plan,
+    run_jobs,
+    stack_files,
+)
+from napari_b2u.config import MODES, PRECISIONS, TrainConfig
 from napari_b2u.engine import (
     STOP,
     Done,
     Event,
     Model,
     ModelFileError,
+    NoiseReport,
     Preview,
+    PreviewPlane,
     Started,
     Step,
+    StopReason,
+    TrainingSummary,
     run_to_end,
     train_events,
 )
 from napari_b2u.engine import load_model as _load_model
+from napari_b2u.engine import noise_report as _noise_report
+from napari_b2u.progress import BatchBars
 
 __all__ = [
     "MODES",
+    "PRECISIONS",
     "STOP",
     "Done",
     "Event",
     "Model",
     "ModelFileError",
+    "NoiseReport",
     "Preview",
+    "PreviewPlane",
     "Started",
     "Step",
+    "StopReason",
     "TrainConfig",
+    "TrainingSummary",
     "BatchError",
+    "BatchEvent",
+    "FileDone",
+    "FilePlanes",
+    "FileTraining",
+    "Job",
     "denoise",
     "denoise_files",
     "load_model",
+    "noise_report",
+    "plan_files",
     "train",
+    "train_files",
 ]
 
 
@@ -96,9 +126,48 @@ def train(
     base = config or (init.config if init is not None else TrainConfig())
     config = base.replace(**overrides) if overrides else base
     model = run_to_end(train_events(image, axes, config, init=init), callback)
-    if model.summary.get("stop_reason") == "diverged":
-        warnings.warn(model.summary["message"], RuntimeWarning, stacklevel=2)
+    if model.summary.stop_reason is StopReason.DIVERGED:
+        warnings.warn(model.summary.message, RuntimeWarning, stacklevel=2)
     return model
+
+
+def noise_report(
+    noisy: Any,
+    denoised: Any | None = None,
+    axes: str | None = None,
+    *,
+    handled: tuple[int, int] | None = None,
+) -> NoiseReport:
+    """Measure an image's noise; given its denoised result, check the residual.
+
+    Before training (``denoised=None``): the correlation of the noise between
+    pixels 1 and 2 apart along Y and X, measured in the flattest regions so
+    that image structure does not count as correlation; the noise level; and
+    which axes are correlated enough to break the blind-spot assumption
+    (``decorrelate="auto"`` sub-samples those). After denoising: the
+    residual's (``noisy - denoised``) mean, size and correlation, and how much
+    image structure it holds (removed detail). Pure numpy, on at most 8
+    planes of a stack: fast on large stacks.
+
+    Parameters
+    ----------
+    noisy : array-like
+        The noisy image or stack (numpy, dask, zarr).
+    denoised : array-like, optional
+        Its denoised result, same shape.
+    axes : str, optional
+        One letter per dimension, as for `train`.
+    handled : tuple of int, optional
+        ``Model.subsample`` of the model that made ``denoised``: correlated
+        noise that it sub-sampled is not a warning.
+
+    Returns
+    -------
+    NoiseReport
+        ``ok``, ``warnings``, the numbers, and ``summary()``: a paragraph in
+        plain words saying what was found and what to do.
+    """
+    return _noise_report(noisy, denoised, axes, handled=handled)
 
 
 def denoise(
@@ -109,6 +178,8 @@ def denoise(
     tile_size: int | None = None,
     tile_overlap: int | None = None,
     device: str | None = None,
+    precision: str | None = None,
+    ensemble: bool | None = None,
 ) -> np.ndarray:
     """Denoise ``image`` with a model or a model file.
 
@@ -129,6 +200,12 @@ def denoise(
         Overlap of neighbouring tiles in pixels (default 64).
     device : str, optional
         Torch device (default: the model's ``config.device``).
+    precision : str, optional
+        ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (default: the model's
+        ``config.precision``, resolved for the device).
+    ensemble : bool, optional
+        Average over the 8 flips and rotations of the image (8x the cost;
+        default: the model's ``config.ensemble``).
 
     Returns
     -------
@@ -138,7 +215,14 @@ def denoise(
     if not isinstance(model, Model):
         model = load_model(model)
     return model.denoise(
-        image, axes=axes, mode=mode, tile_size=tile_size, tile_overlap=tile_overlap, device=device
+        image,
+        axes=axes,
+        mode=mode,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        device=device,
+        precision=precision,
+        ensemble=ensemble,
     )
 
 
@@ -180,7 +264,10 @@ def denoise_files(
     tile_size: int | None = None,
     tile_overlap: int | None = None,
     device: str | None = None,
+    precision: str | None = None,
+    ensemble: bool | None = None,
     config: TrainConfig | None = None,
+    callback: Callable[[BatchEvent], Any] | None = None,
     **train_overrides: Any,
 ) -> list[Path]:
     """Denoise many image files, writing ``out_dir/<stem><suffix>.tif`` for each.
@@ -219,8 +306,17 @@ def denoise_files(
         Tile overlap in pixels, as for `Model.denoise`.
     device : str, optional
         Torch device, as for `Model.denoise`.
+    precision : str, optional
+        Inference precision, as for `Model.denoise`.
+    ensemble : bool, optional
+        Self-ensemble of 8 flips and rotations, as for `Model.denoise`.
     config : TrainConfig, optional
         Configuration of per-file training (default ``TrainConfig()``).
+    callback : callable, optional
+        Called with every progress event: `FileTraining` (a training event of
+        a file's model), `FilePlanes` (planes denoised) and, per file,
+        `FileDone` (its output and the `NoiseReport` on its residual, or its
+        error).
     **train_overrides
         `TrainConfig` fields overriding ``config``.
 
@@ -239,71 +335,103 @@ def denoise_files(
     jobs = plan(inputs, out, suffix=suffix, overwrite=overwrite, resume=resume)
     if model is not None and not isinstance(model, Model):
         model = load_model(model)
-    if "device" in train_overrides and device is None:
-        device = train_overrides["device"]  # one device for training and inference
+    # one device, precision and ensemble setting for training and inference
+    device = train_overrides.get("device") if device is None else device
+    precision = train_overrides.get("precision") if precision is None else precision
+    ensemble = train_overrides.get("ensemble") if ensemble is None else ensemble
     base = config or TrainConfig()
     config = base.replace(**train_overrides) if train_overrides else base
-    bars = _Bars(len(jobs), enabled=progress)
+    bars = BatchBars(len(jobs), enabled=progress)
+
+    def events(event: BatchEvent) -> None:
+        bars(event)
+        if callback is not None:
+            callback(event)
+
     try:
         return run_jobs(
             jobs,
             model,
             scheduler=scheduler,
-            on_done=bars.file_done,
-            callback_for=bars.for_job,
+            callback=events,
             mode=mode,
             axes=axes,
             dtype=dtype,
             tile_size=tile_size,
             tile_overlap=tile_overlap,
             device=device,
+            precision=precision,
+            ensemble=ensemble,
             config=config,
         )
     finally:
         bars.close()
 
 
-class _Bars:
-    """tqdm bars: files overall, and training/planes of the current file."""
+def plan_files(
+    inputs: str | os.PathLike | Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    suffix: str = "_b2u",
+    overwrite: bool = False,
+    resume: bool = True,
+) -> list[Job]:
+    """What `denoise_files` would do, without doing it (a dry run).
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        from tqdm.auto import tqdm
+    Parameters
+    ----------
+    inputs : path, folder, glob pattern, or a list of them
+        As for `denoise_files`.
+    out_dir : path
+        Output folder (not created).
+    suffix : str
+        Added to each output's stem.
+    overwrite : bool
+        Outputs that exist would be rewritten.
+    resume : bool
+        Outputs that exist would be skipped (``Job.skip``).
 
-        self.tqdm, self.enabled = tqdm, enabled
-        self.files = tqdm(total=total, desc="files", unit="file", disable=not enabled, position=0)
-        self.current = None
+    Returns
+    -------
+    list of Job
+        One per input: ``input``, ``output`` and ``skip`` (already complete).
 
-    def for_job(self, job):
-        if not self.enabled:
-            return None
-        self._close_current()
-        self.current = self.tqdm(
-            total=100,
-            desc=job.input.name,
-            leave=False,
-            position=1,
-            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
-        )
+    Raises
+    ------
+    FileExistsError
+        An output exists and neither ``overwrite`` nor ``resume`` is set.
+    """
+    return plan(inputs, out_dir, suffix=suffix, overwrite=overwrite, resume=resume)
 
-        def callback(kind: str, value: Any) -> None:
-            if kind == "train" and isinstance(value, Step):
-                self.current.n = round(80 * value.progress)
-                self.current.set_postfix_str(f"training, loss {value.loss:.4g}")
-            elif kind == "plane":
-                done, total = value
-                self.current.n = 80 + round(20 * done / total)
-                self.current.set_postfix_str(f"denoising plane {done}/{total}")
 
-        return callback
+def train_files(
+    inputs: str | os.PathLike | Iterable[str | os.PathLike],
+    axes: str | None = None,
+    config: TrainConfig | None = None,
+    callback: Callable[[Event], Any] | None = None,
+    **overrides: Any,
+) -> Model:
+    """Train one model on the planes of several image files.
 
-    def file_done(self, job, out, error) -> None:
-        self.files.update(1)
+    Parameters
+    ----------
+    inputs : path, folder, glob pattern, or a list of them
+        Image files as for `denoise_files`; they must share their plane size
+        and channels. They are read lazily (dask), plane by plane.
+    axes : str, optional
+        Axes of every input; default: read from each file, else guessed.
+    config : TrainConfig, optional
+        All hyper-parameters (default ``TrainConfig()``).
+    callback : callable, optional
+        As for `train`.
+    **overrides
+        `TrainConfig` fields, as for `train`.
 
-    def _close_current(self) -> None:
-        if self.current is not None:
-            self.current.close()
-            self.current = None
-
-    def close(self) -> None:
-        self._close_current()
-        self.files.close()
+    Returns
+    -------
+    Model
+        The trained model.
+    """
+    dims = (config or TrainConfig()).replace(**overrides).spatial_dims
+    data, data_axes = stack_files(expand_inputs(inputs), axes, dims)
+    return train(data, axes=data_axes, config=config, callback=callback, **overrides)

@@ -14,7 +14,17 @@ from typing import Any
 import numpy as np
 
 from napari_b2u.config import TrainConfig
-from napari_b2u.engine import Model, Planes, load_model, run_to_end, train_events
+from napari_b2u.engine import (
+    Event,
+    Model,
+    NoiseReport,
+    Planes,
+    load_model,
+    noise_report,
+    run_to_end,
+    train_events,
+)
+from napari_b2u.engine.data import UNNAMED
 from napari_b2u.engine.images import (
     is_readable,
     open_image,
@@ -22,6 +32,7 @@ from napari_b2u.engine.images import (
     tiff_pages,
     write_tiff,
 )
+from napari_b2u.engine.noise import sample_planes
 
 log = logging.getLogger("napari_b2u")
 
@@ -43,13 +54,45 @@ class BatchError(RuntimeError):
         super().__init__(f"{len(failed)} of {len(done) + len(failed)} file(s) failed:\n{lines}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Job:
     """One input and where its output goes."""
 
     input: Path
     output: Path
     skip: bool  # output already complete (resume)
+
+
+# Progress of a batch, one small frozen dataclass per kind (as the engine's events).
+@dataclass(frozen=True)
+class FileTraining:
+    """A training event (`Started`, `Step`, ...) of the model trained for ``job``."""
+
+    job: Job
+    event: Event
+
+
+@dataclass(frozen=True)
+class FilePlanes:
+    """``done`` of ``total`` planes of ``job`` are denoised."""
+
+    job: Job
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class FileDone:
+    """``job`` ended: written to ``output`` (with the noise ``report`` on its
+    residual), or failed with ``error``."""
+
+    job: Job
+    output: Path | None
+    report: NoiseReport | None
+    error: str | None = None
+
+
+BatchEvent = FileTraining | FilePlanes | FileDone
 
 
 def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -123,48 +166,103 @@ def process_file(
     tile_overlap: int | None,
     device: str | None,
     config: TrainConfig,
-    callback: Callable[[str, Any], None] | None = None,
-) -> Path:
-    """Train (when ``model`` is None) and denoise one file; returns the output path.
+    precision: str | None = None,
+    ensemble: bool | None = None,
+    callback: Callable[[BatchEvent], Any] | None = None,
+) -> FileDone:
+    """Train (when ``model`` is None) and denoise one file.
 
-    ``callback(kind, value)`` receives ``("train", event)`` and
-    ``("plane", (done, total))`` for progress bars.
+    ``callback`` receives `FileTraining` and `FilePlanes` events. Returns the
+    `FileDone` (output path and the noise report on the residual of the
+    planes `noise_report` samples).
     """
     image = open_image(job.input)
-    axes = axes or image.axes
-    planes = Planes(image.data, axes)
+    axes = Planes(image.data, axes or image.axes).axes  # checked before training
     if model is None:
         model = run_to_end(
-            train_events(image.data, planes.axes, config),
-            (lambda e: callback("train", e)) if callback else None,
+            train_events(image.data, axes, config),
+            (lambda e: callback(FileTraining(job, e))) if callback else None,
         )
     elif not isinstance(model, Model):
         model = load_model(model)
+    planes = model.planes(image.data, axes)
     out_dtype = _output_dtype(dtype, planes.dtype)
     convert = (lambda a: a) if out_dtype == np.float32 else (lambda a: _cast(a, out_dtype))
+    sampled: dict[int, np.ndarray] = {}  # float32 outputs of the planes the report reads
+    picks = set(sample_planes(planes.n))
 
     def planes_out():
-        for i, plane in model.iter_denoise(planes, mode, tile_size, tile_overlap, device):
+        for i, plane in model.iter_denoise(
+            planes, mode, tile_size, tile_overlap, device, precision=precision, ensemble=ensemble
+        ):
+            if i in picks:
+                sampled[i] = plane
             if callback:
-                callback("plane", (i + 1, planes.n))
+                callback(FilePlanes(job, i + 1, planes.n))
             yield i, convert(plane)
 
     if image.tiff.get("metadata") is None:
         image.tiff["metadata"] = {}
     image.tiff["metadata"]["axes"] = _tiff_axes(planes.axes)
-    if pages_in_plane_order(planes.axes):
+    if pages_in_plane_order(planes.axes, planes.spatial_dims):
         pages = tiff_pages(planes, planes_out())
-        return write_tiff(job.output, pages, planes.shape, out_dtype, planes.axes, image.tiff)
-    # Stack axes after Y/X: assemble in memory, then write.
-    out = np.empty(planes.shape, dtype=out_dtype)
-    for i, plane in planes_out():
-        out[planes.index(i)] = plane
-    return write_tiff(job.output, [out], planes.shape, out_dtype, planes.axes, image.tiff)
+        write_tiff(job.output, pages, planes.shape, out_dtype, planes.axes, image.tiff)
+    else:  # stack axes after Y/X: assemble in memory, then write
+        steps = model.denoise_steps(
+            image.data, axes, mode, tile_size, tile_overlap, device, precision, ensemble
+        )
+        try:
+            while True:
+                done, total = next(steps)
+                if callback and done:
+                    callback(FilePlanes(job, done, total))
+        except StopIteration as finished:
+            out = finished.value
+        sampled.update({i: out[planes.index(i)] for i in picks})
+        write_tiff(job.output, [convert(out)], planes.shape, out_dtype, planes.axes, image.tiff)
+    order = sorted(sampled)
+    report = noise_report(
+        np.stack([np.asarray(planes.array[planes.index(i)]) for i in order]),
+        np.stack([sampled[i] for i in order]),
+        UNNAMED + planes.kept_axes,
+        handled=model.subsample,
+    )
+    return FileDone(job, job.output, report)
+
+
+def stack_files(paths: list[Path], axes: str | None, spatial_dims: int = 2) -> tuple[Any, str]:
+    """All planes (or volumes) of ``paths`` as one lazy (dask) array for
+    training, and its axes: ``N[C]YX``, or ``NZ[C]YX`` for volumes.
+
+    One file is returned as it is; several must share their plane (volume)
+    size and channels.
+    """
+    images = [open_image(p) for p in paths]
+    if len(images) == 1:
+        return images[0].data, axes or images[0].axes
+    import dask.array as da
+
+    planes = [Planes(im.data, axes or im.axes, spatial_dims) for im in images]
+    shapes = {(p.channels, *p.spatial_shape) for p in planes}
+    if len(shapes) > 1:
+        raise ValueError(
+            "The inputs have different plane sizes or channels "
+            f"{sorted(shapes)}; train on files of one size, or one file at a time."
+        )
+    first = planes[0]
+    channel = "C" if first.channel_dim is not None else ""
+    inner = ("Z" if spatial_dims == 3 else "") + channel + "YX"
+    stacks = []
+    for p in planes:
+        order = p.stack_dims + [p.axes.index(a) for a in inner]
+        arr = da.from_array(p.array, chunks=-1) if not isinstance(p.array, da.Array) else p.array
+        stacks.append(arr.transpose(order).reshape((p.n, *(p.shape[p.axes.index(a)] for a in inner))))
+    return da.concatenate(stacks), UNNAMED + inner
 
 
 def _tiff_axes(axes: str) -> str:
     # our stack axes may be named N (guessed); tifffile knows Q for "unknown"
-    return axes.replace("N", "Q")
+    return axes.replace(UNNAMED, "Q")
 
 
 def _output_dtype(dtype: str, input_dtype: np.dtype) -> np.dtype:
@@ -190,37 +288,41 @@ def run_jobs(
     model,
     *,
     scheduler=None,
-    on_done: Callable[[Job, Path | None, str | None], None] | None = None,
-    callback_for: Callable[[Job], Callable | None] | None = None,
+    callback: Callable[[BatchEvent], Any] | None = None,
     **kwargs: Any,
 ) -> list[Path]:
-    """Process ``jobs`` locally, or on a dask.distributed scheduler; raises
+    """Process ``jobs`` locally, or on a dask.distributed scheduler; ``callback``
+    sees every event (a `FileDone` per file, including failures). Raises
     `BatchError` at the end if any failed."""
     todo = [j for j in jobs if not j.skip]
     done = [j.output for j in jobs if j.skip]
     failed: dict[Path, str] = {}
 
-    def finish(job: Job, out: Path | None, error: str | None) -> None:
-        if error is None:
-            done.append(out)
+    def finish(result: FileDone) -> None:
+        if result.error is None:
+            done.append(result.output)
         else:
-            failed[job.input] = error
-            log.error("%s: %s", job.input, error)
-        if on_done:
-            on_done(job, out, error)
+            failed[result.job.input] = result.error
+            log.error("%s: %s", result.job.input, result.error)
+        if callback:
+            callback(result)
 
     if scheduler is None:
         for job in todo:
-            try:
-                cb = callback_for(job) if callback_for else None
-                finish(job, process_file(job, model, callback=cb, **kwargs), None)
-            except (OSError, ValueError, TypeError, FloatingPointError, RuntimeError) as exc:
-                finish(job, None, str(exc))
+            finish(_guarded(job, model, callback, kwargs))
     else:
         _run_distributed(todo, model, scheduler, finish, kwargs)
     if failed:
         raise BatchError(done, failed)
     return done
+
+
+def _guarded(job: Job, model, callback, kwargs: dict) -> FileDone:
+    """`process_file`, with the errors a bad file can cause turned into a failed `FileDone`."""
+    try:
+        return process_file(job, model, callback=callback, **kwargs)
+    except (OSError, ValueError, TypeError, FloatingPointError, RuntimeError) as exc:
+        return FileDone(job, None, None, str(exc))
 
 
 def _run_distributed(todo, model, scheduler, finish, kwargs) -> None:
@@ -232,17 +334,9 @@ def _run_distributed(todo, model, scheduler, finish, kwargs) -> None:
         ) from exc
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     try:
-        futures = {client.submit(_remote, job, model, kwargs, pure=False): job for job in todo}
+        futures = [client.submit(_guarded, job, model, None, kwargs, pure=False) for job in todo]
         for future in as_completed(futures):
-            out, error = future.result()
-            finish(futures[future], out, error)
+            finish(future.result())
     finally:
         if client is not scheduler:
             client.close()
-
-
-def _remote(job: Job, model, kwargs: dict) -> tuple[Path | None, str | None]:
-    try:
-        return process_file(job, model, **kwargs), None
-    except (OSError, ValueError, TypeError, FloatingPointError, RuntimeError) as exc:
-        return None, str(exc)

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from napari_b2u.config import MODES, TrainConfig
+from napari_b2u.config import MODES, TILE_OVERLAP, TILE_SIZE, TrainConfig
 
 _ZERO_IS_NONE = ("steps", "time_budget")
 
@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     denoise.add_argument(
         "--mode", dest="output_mode", choices=MODES, help="output (default: the model's)"
     )
-    denoise.add_argument("--tile", type=int, help="tile size in pixels (default 512)")
-    denoise.add_argument("--overlap", type=int, help="tile overlap in pixels (default 64)")
+    denoise.add_argument("--tile", type=int, help=f"tile size in pixels (default {TILE_SIZE})")
+    denoise.add_argument("--overlap", type=int, help=f"tile overlap in pixels (default {TILE_OVERLAP})")
     denoise.add_argument(
         "--dtype",
         choices=("float32", "keep"),
@@ -90,6 +90,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     denoise.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_train_options(denoise, exclude=("mode",))
+
+    check = sub.add_parser(
+        "check",
+        parents=[common],
+        help="measure an image's noise; with DENOISED, check the residual",
+        description="Print the noise report: how correlated the noise is between neighbouring "
+        "pixels (which breaks the blind-spot assumption), its level, and, given the denoised "
+        "result, whether the residual (noisy - denoised) looks like noise. Exit code 0 when "
+        "nothing needs attention, 1 when the report has warnings.",
+    )
+    check.add_argument("noisy", metavar="NOISY", help="the noisy image file")
+    check.add_argument("denoised", nargs="?", metavar="DENOISED", help="its denoised result")
+    check.add_argument("--axes", help="axes of the images, e.g. TYX (default: from the file)")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export a model as a bioimage.io package (.zip)",
+        description="Write MODEL as a bioimage.io Model Zoo package that Fiji/deepImageJ, "
+        "ilastik, QuPath, BiaPy and bioimageio.core run (needs the bioimageio extra: "
+        'pip install "napari-b2u[bioimageio]").',
+    )
+    export.add_argument("model", metavar="MODEL", help="a .safetensors model file")
+    export.add_argument("out", metavar="OUT.zip", help="the package to write")
+    export.add_argument("--name", help="model name")
+    export.add_argument(
+        "--author", action="append", dest="authors", help="author name (repeat for several)"
+    )
+    export.add_argument("--description", help="one paragraph about the model")
+    export.add_argument(
+        "--image", help="take the test tensors from this image (default: the training sample)"
+    )
+    export.add_argument("--axes", help="axes of --image")
+    export.add_argument(
+        "--test", action="store_true", help="run bioimageio.core's model test before writing"
+    )
 
     info = sub.add_parser("info", parents=[common], help="print a model file's metadata")
     info.add_argument("model", help="a .safetensors model file")

@@ -7,11 +7,22 @@ The API, the CLI flags and the widget fields are all generated from
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 #: Output modes of a trained model (method section 6).
 MODES = ("weighted", "blind", "visible")
+#: Values of ``TrainConfig.precision`` (see `napari_b2u.engine.precision`).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Default tile side and overlap of tiled inference, in pixels.
+TILE_SIZE = 512
+TILE_OVERLAP = 64
+#: ... for volumes: Y/X tiles, and Z tiles of ``TILE_DEPTH`` slices overlapping by ``TILE_DEPTH_OVERLAP``.
+TILE_SIZE_3D = 256
+TILE_OVERLAP_3D = 64
+TILE_DEPTH = 32
+TILE_DEPTH_OVERLAP = 16
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,21 @@ class TrainConfig:
     t1 : float
         Fraction of training after which lambda ramps from ``lam0`` to ``lam1``
         (0.4 for real/varying noise, 0.8 for fixed synthetic noise).
+    spatial_dims : int
+        2: every plane of a stack is a 2D sample (a ``ZYX`` stack is trained as
+        unrelated planes); 3: volumes, with 3D blind spots and a 3D UNet (the
+        axes must contain Z; T and C keep their meaning).
+    patch_depth : int
+        Z side of the training patches of volumes (``spatial_dims=3``).
+    z_pool : int or None
+        Volumes: how many UNet levels also pool along Z (the others pool Y and
+        X only, keeping the Z resolution of shallow or anisotropic stacks).
+        ``None``: from the patch depth, ``log2(patch_depth) - 3`` (1 for 16).
+    mask_z : bool
+        Volumes: hide voxels by their (Z, Y, X) phase, ``cell**3`` masked
+        copies a step (section 10 of the method), or, when false, by their
+        (Y, X) phase in every slice, ``cell**2`` copies, with in-plane
+        interpolation: a cheaper blind spot that still sees along Z.
     depth : int
         UNet depth (pooling steps); the paper uses 5.
     features : int
@@ -67,6 +93,23 @@ class TrainConfig:
         ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     mode : str
         Default output of the trained model: ``"weighted"``, ``"blind"`` or ``"visible"``.
+    ensemble : bool
+        Default of the trained model's output: average over the 8 flips and
+        90-degree rotations of the input (a self-ensemble, 8x the inference cost).
+    precision : str
+        Numeric precision of the network's passes: ``"auto"`` (bf16 on CPUs
+        with AMX or AVX512-BF16 and on CUDA GPUs that support it, fp16 with
+        loss scaling on older CUDA GPUs, fp32 elsewhere), ``"fp32"``,
+        ``"bf16"`` or ``"fp16"``. The loss, optimizer and weights stay fp32;
+        outputs are float32. Inference follows the same rule.
+    decorrelate : str
+        Handling of noise that is correlated between neighbouring pixels, which
+        breaks the blind-spot assumption: ``"auto"`` measures the noise before
+        training (`napari_b2u.api.noise_report`) and sub-samples the axes it finds
+        correlated (pixel-shuffle: the network sees every 2nd column and/or row,
+        where the correlation has gone; outputs are reassembled), leaving
+        independent noise alone; ``"off"`` never sub-samples; ``"X"``, ``"Y"``
+        or ``"YX"`` sub-sample those axes by 2.
     """
 
     cell: int = 2
@@ -74,6 +117,10 @@ class TrainConfig:
     lam0: float = 2.0
     lam1: float = 20.0
     t1: float = 0.4
+    spatial_dims: int = 2
+    patch_depth: int = 16
+    z_pool: int | None = None
+    mask_z: bool = True
     depth: int = 4
     features: int = 16
     patch_size: int = 64
@@ -88,14 +135,31 @@ class TrainConfig:
     seed: int | None = 0
     device: str = "auto"
     mode: str = "visible"
+    ensemble: bool = False
+    precision: str = "auto"
+    decorrelate: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr_milestones", tuple(float(m) for m in self.lr_milestones))
         problems = []
+        decorrelate = _decorrelate(self.decorrelate)
+        if decorrelate is None:
+            problems.append(
+                "decorrelate must be 'auto', 'off' or the axes to sub-sample ('X', 'Y' or "
+                f"'YX') (got {self.decorrelate!r})"
+            )
+        else:
+            object.__setattr__(self, "decorrelate", decorrelate)
         if self.cell < 2:
             problems.append(f"cell must be >= 2 (got {self.cell})")
         if self.depth < 1 or self.features < 1:
             problems.append("depth and features must be >= 1")
+        if self.spatial_dims not in (2, 3):
+            problems.append(f"spatial_dims must be 2 (planes) or 3 (volumes) (got {self.spatial_dims})")
+        if self.patch_depth < 2:
+            problems.append(f"patch_depth must be >= 2 (got {self.patch_depth})")
+        if self.z_pool is not None and not 0 <= self.z_pool <= self.depth:
+            problems.append(f"z_pool must be None or 0..depth (got {self.z_pool})")
         if self.batch_size < 1 or self.patch_size < 2 * self.cell:
             problems.append(f"batch_size must be >= 1 and patch_size >= {2 * self.cell}")
         if not 0.0 <= self.t1 <= 1.0:
@@ -108,6 +172,8 @@ class TrainConfig:
             problems.append(f"steps must be >= 1 (got {self.steps})")
         if self.time_budget is not None and self.time_budget <= 0:
             problems.append(f"time_budget must be > 0 seconds (got {self.time_budget})")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS} (got {self.precision!r})")
         if self.mode not in MODES:
             problems.append(f"mode must be one of {MODES} (got {self.mode!r})")
         if problems:
@@ -133,6 +199,32 @@ class TrainConfig:
         (a model file from a newer version may carry more)."""
         known = {k: v for k, v in data.items() if k in field_names()}
         return cls(**known)
+
+
+def _decorrelate(value: str) -> str | None:
+    """Canonical form of a ``decorrelate`` value (``None`` if invalid)."""
+    text = str(value).strip()
+    if text.lower() in ("auto", "off"):
+        return text.lower()
+    axes = text.upper()
+    if axes and set(axes) <= set("YX") and len(set(axes)) == len(axes):
+        return "".join(a for a in "YX" if a in axes)
+    return None
+
+
+def subsample_for(decorrelate: str) -> tuple[int, int] | None:
+    """``(sy, sx)`` for explicit axes, ``(1, 1)`` for ``"off"``, ``None`` for ``"auto"``."""
+    if decorrelate == "auto":
+        return None
+    return (2 if "Y" in decorrelate else 1, 2 if "X" in decorrelate else 1)
+
+
+def z_levels(config: TrainConfig, patch_depth: int) -> int:
+    """UNet levels that pool Z for volumes: ``config.z_pool``, or
+    ``log2(patch_depth) - 3`` clipped to ``0..depth`` (16 slices: 1)."""
+    if config.z_pool is not None:
+        return config.z_pool
+    return min(config.depth, max(0, int(math.log2(max(patch_depth, 1))) - 3))
 
 
 def field_names() -> list[str]:

@@ -12,19 +12,17 @@ from typing import Any
 import numpy as np
 
 from napari_b2u import api
+from napari_b2u._sample_data import SIGMA as DEMO_SIGMA
+from napari_b2u._sample_data import noisy_camera_data
 from napari_b2u.engine.atomic import atomic_path
-
-DEMO_SIGMA = 25.0
 
 
 def demo_images(sigma: float = DEMO_SIGMA, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(clean, noisy)``: the 512x512 camera image (0-255, float32) and a copy
-    with Gaussian noise of standard deviation ``sigma`` (not clipped)."""
-    from skimage import data
-
-    clean = data.camera().astype(np.float32)
-    noise = np.random.default_rng(seed).normal(0.0, sigma, clean.shape).astype(np.float32)
-    return clean, clean + noise
+    with Gaussian noise of standard deviation ``sigma`` (not clipped): the
+    napari sample's recipe."""
+    noisy, clean = noisy_camera_data(sigma, seed)
+    return clean, noisy
 
 
 def psnr(image: np.ndarray, reference: np.ndarray, data_range: float = 255.0) -> float:
@@ -56,9 +54,9 @@ def run_demo(
     return {
         "psnr_noisy": psnr(noisy, clean),
         "psnr_denoised": psnr(denoised, clean),
-        "steps": model.summary["steps"],
-        "seconds": model.summary["seconds"],
-        "device": model.summary["device"],
+        "steps": model.summary.steps,
+        "seconds": model.summary.seconds,
+        "device": model.summary.device,
         "out_dir": str(out),
     }
 

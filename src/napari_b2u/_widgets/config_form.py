@@ -10,7 +10,7 @@ from magicgui.widgets import CheckBox, Container, LineEdit, SpinBox, create_widg
 from napari_b2u.config import TrainConfig
 
 #: Fields shown in the simple part of the Train widget, not in "Advanced".
-SIMPLE_FIELDS = ("time_budget", "device", "mode")
+SIMPLE_FIELDS = ("time_budget", "device", "precision", "mode", "decorrelate", "spatial_dims")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "Fast (CPU)": {"depth": 4, "features": 16, "patch_size": 64, "batch_size": 4, "cell": 2},
@@ -25,8 +25,18 @@ _INT_RANGES = {
     "batch_size": (1, 256),
     "steps": (0, 10_000_000),
     "seed": (-1, 2**31 - 1),
+    "patch_depth": (2, 512),
+    "z_pool": (-1, 7),
 }
-_LABELS = {"steps": "max steps (0: none)", "seed": "seed (-1: random)"}
+_LABELS = {
+    "steps": "max steps (0: none)",
+    "seed": "seed (-1: random)",
+    "patch_depth": "3D: patch depth (Z)",
+    "z_pool": "3D: Z-pooling levels (-1: auto)",
+    "mask_z": "3D: mask along Z too",
+}
+#: Integer fields whose ``None`` the form shows as -1.
+_NONE_IS_MINUS_ONE = ("seed", "z_pool")
 
 
 class ConfigForm(Container):
@@ -58,7 +68,7 @@ class ConfigForm(Container):
             widget = self[name]
             if name == "steps":
                 widget.value = value or 0
-            elif name == "seed":
+            elif name in _NONE_IS_MINUS_ONE:
                 widget.value = -1 if value is None else value
             elif isinstance(widget, LineEdit):
                 widget.value = (
@@ -73,7 +83,7 @@ class ConfigForm(Container):
         for name, value in self.asdict().items():
             if name == "steps":
                 out[name] = value or None
-            elif name == "seed":
+            elif name in _NONE_IS_MINUS_ONE:
                 out[name] = None if value < 0 else value
             elif name == "lr_milestones":
                 out[name] = tuple(float(v) for v in value.replace(",", " ").split())

@@ -8,22 +8,33 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, SpinBox
 from napari.layers import Image
-from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from napari_b2u._widgets.layers import (
     OUTPUT_SUFFIX,
+    ask_package_path,
     guess_axes,
     image_layers,
     layer_data,
     show_output,
+    show_residual,
 )
 from napari_b2u._widgets.session import SESSION
-from napari_b2u._widgets.workers import denoise_planes, explain, make_worker, shut_down
-from napari_b2u.api import MODES, Model, ModelFileError, load_model
-from napari_b2u.engine import Planes, available_devices
+from napari_b2u._widgets.workers import (
+    denoise_and_check,
+    explain,
+    make_worker,
+    run_export,
+    shut_down,
+)
+from napari_b2u.api import MODES, Model, ModelFileError, NoiseReport, load_model
+from napari_b2u.config import PRECISIONS, TILE_OVERLAP, TILE_SIZE
+from napari_b2u.engine import available_devices
+from napari_b2u.engine.noise import describe_subsample
 
 if TYPE_CHECKING:
     import napari
@@ -39,6 +50,8 @@ class DenoiseWidget(QWidget):
         self.viewer = napari_viewer
         self._workers: set = set()
         self._loaded: tuple[Path, Model] | None = None
+        self._last: tuple[Image, np.ndarray, NoiseReport] | None = None  # layer, output, report
+        self._exports: set = set()
 
         self.source = ComboBox(label="model", choices=self._model_choices)
         self.file = FileEdit(label="model file", filter="*.safetensors", mode="r")
@@ -46,9 +59,12 @@ class DenoiseWidget(QWidget):
         self.image = ComboBox(label="image", choices=self._image_layers, nullable=True)
         self.axes = LineEdit(label="axes")
         self.mode = ComboBox(label="output", choices=["model default", *MODES])
-        self.tile = SpinBox(label="tile size", value=512, min=32, max=8192, step=32)
-        self.overlap = SpinBox(label="tile overlap", value=64, min=0, max=1024, step=16)
+        self.tile = SpinBox(label="tile size", value=TILE_SIZE, min=32, max=8192, step=32)
+        self.overlap = SpinBox(
+            label="tile overlap", value=TILE_OVERLAP, min=0, max=1024, step=16
+        )
         self.device = ComboBox(label="device", choices=available_devices())
+        self.precision = ComboBox(label="precision", choices=["model default", *PRECISIONS])
         self.form = Container(
             widgets=[
                 self.source,
@@ -60,14 +76,27 @@ class DenoiseWidget(QWidget):
                 self.tile,
                 self.overlap,
                 self.device,
+                self.precision,
             ]
         )
         self.run_button = QPushButton("Denoise")
+        self.export_button = QPushButton("Export to bioimage.io…")
+        self.residual_button = QPushButton("Residual")
+        self.residual_button.setToolTip("Add noisy - denoised as a layer: it should look like noise")
+        self.residual_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.residual_button)
+        buttons.addWidget(self.export_button)
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.verdict = QLabel("")
+        self.verdict.setWordWrap(True)
         layout = QVBoxLayout(self)
-        for w in (self.form.native, self.run_button, self.progress, self.status):
+        layout.addWidget(self.form.native)
+        layout.addLayout(buttons)
+        for w in (self.progress, self.status, self.verdict):
             layout.addWidget(w)
         layout.addStretch()
 
@@ -77,10 +106,13 @@ class DenoiseWidget(QWidget):
             lambda layer: layer is not None and setattr(self.axes, "value", guess_axes(layer))
         )
         self.run_button.clicked.connect(self.run)
+        self.residual_button.clicked.connect(self.show_residual)
+        self.export_button.clicked.connect(lambda: self.export_bioimageio())
         SESSION.changed.connect(self._on_new_model)
         self.viewer.layers.events.inserted.connect(self.reset_choices)
         self.viewer.layers.events.removed.connect(self.reset_choices)
         self.destroyed.connect(functools.partial(shut_down, self._workers))
+        self.destroyed.connect(functools.partial(shut_down, self._exports))
         self.destroyed.connect(functools.partial(_forget, self._on_new_model))
         self.reset_choices()
 
@@ -121,11 +153,13 @@ class DenoiseWidget(QWidget):
         except ModelFileError as exc:
             self.model_info.value = str(exc)
             return
-        s, trained = model.summary, model.summary.get("trained_on", {})
+        s, trained = model.summary, model.summary.trained_on
+        kind = "volumes (3D), " if model.spatial_dims == 3 else ""
         self.model_info.value = (
-            f"{model.channels} channel(s), depth {model.net.depth}/{model.net.features} features, "
-            f"cell {model.config.cell}; trained {s.get('steps')} steps, {s.get('seconds', 0):.0f} s "
-            f"on {json.dumps(trained.get('shape'))} {trained.get('dtype', '')}"
+            f"{kind}{model.channels} channel(s), depth {model.net.depth}/{model.net.features} features, "
+            f"cell {model.config.cell}; trained {s.steps} steps, {s.seconds:.0f} s ({s.precision}) "
+            f"on {json.dumps(trained.get('shape'))} {trained.get('dtype', '')}; "
+            f"applied on {describe_subsample(model.subsample)}"
         )
 
     def run(self) -> None:
@@ -139,7 +173,7 @@ class DenoiseWidget(QWidget):
                 raise ValueError("Choose an image layer to denoise.")
             model = self.model()
             data, axes = layer_data(layer), self.axes.value
-            planes = Planes(data, axes)
+            planes = model.planes(data, axes)
             if planes.channels != model.channels:
                 raise ValueError(
                     f"The model takes {model.channels} channel(s), the layer has "
@@ -150,7 +184,7 @@ class DenoiseWidget(QWidget):
             return
         mode = None if self.mode.value == "model default" else self.mode.value
         worker = make_worker(
-            denoise_planes(
+            denoise_and_check(
                 model,
                 data,
                 axes,
@@ -158,6 +192,7 @@ class DenoiseWidget(QWidget):
                 self.tile.value,
                 self.overlap.value,
                 self.device.value,
+                None if self.precision.value == "model default" else self.precision.value,
             )
         )
         worker.yielded.connect(self._on_progress)
@@ -175,13 +210,37 @@ class DenoiseWidget(QWidget):
         self.progress.setValue(round(100 * done / max(total, 1)))
         self.status.setText(f"Denoising plane {done} of {total}…")
 
-    def _on_done(self, layer: Image, model: Model, mode: str, out) -> None:
+    def _on_done(self, layer: Image, model: Model, mode: str, result) -> None:
+        out, report = result
         show_output(self.viewer, layer, out, model, mode)
+        self._last = (layer, out, report)
         self.status.setText(f"Done: '{layer.name} {OUTPUT_SUFFIX}'.")
+        self.verdict.setText(("✓ " if report.ok else "⚠ ") + report.summary())
+
+    def export_bioimageio(self, path: str | None = None) -> None:
+        """Export the chosen model as a bioimage.io package (asks for a file name
+        when ``path`` is None), in a worker."""
+        try:
+            model = self.model()
+        except (ModelFileError, OSError) as exc:
+            show_error(str(exc))
+            return
+        path = path or ask_package_path(self, str(self.source.value).replace("…", ""))
+        if path:
+            run_export(model, path, self._exports)
+
+    def show_residual(self) -> None:
+        """Add noisy - denoised of the last result as a layer."""
+        if self._last is None:
+            show_info("Denoise a layer first; the residual is noisy - denoised.")
+            return
+        layer, out, report = self._last
+        show_residual(self.viewer, layer, out, report.noise_std)
 
     def _on_finished(self, worker) -> None:
         self._workers.discard(worker)
         self.run_button.setEnabled(True)
+        self.residual_button.setEnabled(self._last is not None)
 
 
 def _forget(slot, *_: Any) -> None:

@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_b2u.api import Model
-from napari_b2u.engine import Planes
+from napari_b2u.api import Model, NoiseReport, noise_report
 
 
 class TaskFailed(Exception):
@@ -36,7 +35,7 @@ def make_worker(gen: Generator):
     return create_worker(guarded, gen, _start_thread=False, _ignore_errors=True)
 
 
-def denoise_planes(
+def denoise_and_check(
     model: Model,
     data: Any,
     axes: str,
@@ -44,15 +43,40 @@ def denoise_planes(
     tile_size: int | None,
     tile_overlap: int | None,
     device: str | None,
-) -> Generator[tuple[int, int], None, np.ndarray]:
-    """Denoise ``data`` plane by plane, yielding ``(done, total)``; returns the output."""
-    planes = Planes(data, axes)
-    out = np.empty(planes.shape, dtype=np.float32)
-    yield 0, planes.n
-    for i, plane in model.iter_denoise(planes, mode, tile_size, tile_overlap, device):
-        out[planes.index(i)] = plane
-        yield i + 1, planes.n
-    return out
+    precision: str | None = None,
+) -> Generator[tuple[int, int], None, tuple[np.ndarray, NoiseReport]]:
+    """Denoise ``data`` plane by plane, yielding ``(done, total)``; returns the
+    output and the noise report on its residual."""
+    out = yield from model.denoise_steps(
+        data, axes, mode, tile_size, tile_overlap, device, precision
+    )
+    return out, noise_report(data, out, axes, handled=model.subsample)
+
+
+def export_bioimageio(model: Model, path: str) -> Generator[None, None, str]:
+    """Export ``model`` as a bioimage.io package (a worker generator); returns the path."""
+    yield
+    return str(model.export_bioimageio(path))
+
+
+def run_export(model: Model, path: str, workers: set):
+    """Start an export worker; success and errors become notifications."""
+    from napari.utils.notifications import show_error, show_info
+
+    worker = make_worker(export_bioimageio(model, path))
+    worker.returned.connect(lambda out: show_info(f"bioimage.io package written to {out}"))
+    worker.errored.connect(lambda exc: show_error(f"Export failed: {explain(exc)}"))
+    worker.finished.connect(lambda: workers.discard(worker))
+    workers.add(worker)
+    worker.start()
+    return worker
+
+
+def check_noise(data: Any, axes: str) -> Generator[None, None, NoiseReport]:
+    """The before-training noise report, as a worker generator (one yield, so
+    that a newer request can quit it)."""
+    yield
+    return noise_report(data, axes=axes)
 
 
 def explain(exc: BaseException) -> str:

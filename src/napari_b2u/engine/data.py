@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 CHANNEL_AXES = "CS"
+#: The letter of stack axes that have no name (guessed axes, stacked files).
+UNNAMED = "N"
 #: Cache of whole planes for lazy arrays (dask, zarr), whose patch reads are slow.
 PLANE_CACHE_BYTES = 512 * 2**20
 
@@ -30,7 +32,7 @@ def resolve_axes(shape: tuple[int, ...], axes: str | None) -> str:
     if axes is None:
         if ndim < 2:
             raise ValueError(f"Need at least a 2D image, got shape {tuple(shape)}.")
-        return "N" * (ndim - 2) + "YX"
+        return UNNAMED * (ndim - 2) + "YX"
     axes = axes.upper()
     problems = []
     if len(axes) != ndim:
@@ -52,7 +54,9 @@ def resolve_axes(shape: tuple[int, ...], axes: str | None) -> str:
 
 
 class Planes:
-    """A view of an array as ``n`` planes of shape ``(channels, height, width)``.
+    """A view of an array as ``n`` samples of shape ``(channels, height, width)``
+    (planes), or with ``spatial_dims=3`` ``(channels, depth, height, width)``
+    (volumes: Z is then a spatial axis, not a stack axis).
 
     Parameters
     ----------
@@ -60,9 +64,11 @@ class Planes:
         numpy, memmap, dask or zarr array.
     axes : str, optional
         One letter per dimension (see `resolve_axes`).
+    spatial_dims : int
+        2 (planes) or 3 (volumes; ``axes`` must contain Z).
     """
 
-    def __init__(self, array: Any, axes: str | None = None) -> None:
+    def __init__(self, array: Any, axes: str | None = None, spatial_dims: int = 2) -> None:
         if not hasattr(array, "shape") or not hasattr(array, "__getitem__"):
             array = np.asarray(array)
         self.array = array
@@ -71,60 +77,80 @@ class Planes:
         dtype = np.dtype(getattr(array, "dtype", np.float32))
         if dtype.kind not in "biuf":
             raise TypeError(f"Cannot denoise data of dtype {dtype}; expected numbers.")
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if spatial_dims == 3 and "Z" not in self.axes:
+            raise ValueError(
+                f"Volumes (spatial_dims=3) need a Z axis, but the axes are {self.axes!r}. Name "
+                "the z-stack's axis Z (e.g. 'ZYX' or 'TZYX'), or use spatial_dims=2 (planes)."
+            )
         self.dtype = dtype
-        self.stack_dims = [i for i, a in enumerate(self.axes) if a not in "YX" + CHANNEL_AXES]
+        self.spatial = "ZYX" if spatial_dims == 3 else "YX"
+        self.spatial_dims = spatial_dims
+        kept_letters = self.spatial + CHANNEL_AXES
+        self.stack_dims = [i for i, a in enumerate(self.axes) if a not in kept_letters]
         self.stack_shape = tuple(self.shape[i] for i in self.stack_dims)
         self.n = math.prod(self.stack_shape)
-        self.height = self.shape[self.axes.index("Y")]
-        self.width = self.shape[self.axes.index("X")]
+        self.spatial_shape = tuple(self.shape[self.axes.index(a)] for a in self.spatial)
+        self.height, self.width = self.spatial_shape[-2:]
+        self.depth = self.spatial_shape[0] if spatial_dims == 3 else 1
         c_dims = [i for i, a in enumerate(self.axes) if a in CHANNEL_AXES]
         self.channel_dim = c_dims[0] if c_dims else None
         self.channels = self.shape[self.channel_dim] if c_dims else 1
-        kept = [a for a in self.axes if a in "YX" + CHANNEL_AXES]  # order after indexing
+        kept = [a for a in self.axes if a in kept_letters]  # order after indexing
         if self.channel_dim is None:
             kept.insert(0, "C")
-        self._to_cyx = tuple(kept.index(a) for a in ("C", "Y", "X")) if c_dims else None
-        self._kept = kept
+        order = ("C", *self.spatial)
+        self._to_cyx = tuple(kept.index(a) for a in order) if c_dims else None
+        if self._to_cyx == tuple(range(len(order))):
+            self._to_cyx = "C first"
+        self.kept_axes = "".join(a for a in self.axes if a in kept_letters)
         self._lazy = not isinstance(array, np.ndarray)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        if self.n == 0 or self.height == 0 or self.width == 0 or self.channels == 0:
+        if self.n == 0 or 0 in self.spatial_shape or self.channels == 0:
             raise ValueError(f"The image is empty (shape {self.shape}); nothing to denoise.")
 
     @property
     def channel_letter(self) -> str:
         return self.axes[self.channel_dim] if self.channel_dim is not None else ""
 
-    def index(self, i: int, ys: slice = slice(None), xs: slice = slice(None)) -> tuple:
-        """Index tuple, in the array's own axis order, of plane ``i`` (cropped)."""
+    def index(self, i: int, *crop: slice) -> tuple:
+        """Index tuple, in the array's own axis order, of sample ``i``, cropped by
+        one slice per spatial axis (``ys, xs``, or ``zs, ys, xs`` for volumes)."""
         where = np.unravel_index(i, self.stack_shape) if self.stack_shape else ()
         idx: list[Any] = [slice(None)] * len(self.shape)
         for dim, j in zip(self.stack_dims, where):
             idx[dim] = int(j)
-        idx[self.axes.index("Y")] = ys
-        idx[self.axes.index("X")] = xs
+        for axis, cut in zip(self.spatial[len(self.spatial) - len(crop) :], crop):
+            idx[self.axes.index(axis)] = cut
         return tuple(idx)
 
     def to_cyx(self, block: np.ndarray) -> np.ndarray:
-        """Reorder a block read with `index` to ``(C, h, w)``."""
+        """Reorder a block read with `index` to ``(C, [d,] h, w)``."""
         if self._to_cyx is None:
             return block[None]
+        if self._to_cyx == "C first":
+            return block
         return np.transpose(block, self._to_cyx)
 
     def from_cyx(self, block: np.ndarray) -> np.ndarray:
-        """Inverse of `to_cyx`: ``(C, h, w)`` back to the array's order."""
+        """Inverse of `to_cyx`: ``(C, [d,] h, w)`` back to the array's order."""
         if self._to_cyx is None:
             return block[0]
+        if self._to_cyx == "C first":
+            return block
         return np.transpose(block, np.argsort(self._to_cyx))
 
-    def read(self, i: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
-        """Plane ``i`` (or a crop of it) as float32 ``(C, h, w)``."""
+    def read(self, i: int, *crop: slice) -> np.ndarray:
+        """Sample ``i`` (or a crop of it, one slice per spatial axis) as float32
+        ``(C, [d,] h, w)``."""
         if self._lazy:
-            return self.plane(i)[:, ys, xs]
-        return self.to_cyx(np.asarray(self.array[self.index(i, ys, xs)], dtype=np.float32))
+            return self.plane(i)[(slice(None), *_full(crop, self.spatial_dims))]
+        return self.to_cyx(np.asarray(self.array[self.index(i, *crop)], dtype=np.float32))
 
     def plane(self, i: int, cache: bool = True) -> np.ndarray:
-        """Whole plane ``i`` as float32 ``(C, H, W)``; lazy arrays' planes are
-        cached (training revisits them) unless ``cache`` is false."""
+        """Whole sample ``i`` as float32 ``(C, [D,] H, W)``; lazy arrays' samples
+        are cached (training revisits them) unless ``cache`` is false."""
         if not self._lazy:
             return self.read(i)
         if i in self._cache:
@@ -142,6 +168,11 @@ class Planes:
         return plane
 
 
+def _full(crop: tuple[slice, ...], dims: int) -> tuple[slice, ...]:
+    """``crop`` of the last spatial axes, padded with full slices in front."""
+    return (slice(None),) * (dims - len(crop)) + tuple(crop)
+
+
 def estimate_normalization(
     planes: Planes, max_pixels: int = 2**21
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -152,12 +183,12 @@ def estimate_normalization(
     """
     picks = np.unique(np.linspace(0, planes.n - 1, min(planes.n, 16)).round().astype(int))
     per_plane = max(1, max_pixels // len(picks))
-    stride = max(1, int(math.sqrt(planes.height * planes.width / per_plane)))
+    size = math.prod(planes.spatial_shape)
+    stride = max(1, int((size / per_plane) ** (1 / planes.spatial_dims)))
+    every = slice(None, None, stride)
     sample = np.concatenate(
         [
-            planes.read(int(i), slice(None, None, stride), slice(None, None, stride)).reshape(
-                planes.channels, -1
-            )
+            planes.read(int(i), *([every] * planes.spatial_dims)).reshape(planes.channels, -1)
             for i in picks
         ],
         axis=1,
@@ -177,20 +208,56 @@ def estimate_normalization(
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def patch_shape(planes: Planes, patch_size: int, multiple: int) -> tuple[int, int]:
-    """Training patch size: ``patch_size`` capped by the plane, rounded down
-    to a multiple of ``multiple`` (the UNet's) where the plane allows it."""
+def normalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, dims: int = 2) -> np.ndarray:
+    """``(x - mean) / std`` per channel, for ``(..., C, H, W)`` blocks (``dims=3``:
+    ``(..., C, D, H, W)``); a new array."""
+    shape = (-1,) + (1,) * dims
+    return (x - mean.reshape(shape)) / std.reshape(shape)
 
-    def side(n: int) -> int:
-        p = min(patch_size, n)
-        return p - p % multiple if p >= multiple else p
 
-    return side(planes.height), side(planes.width)
+def denormalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, dims: int = 2) -> np.ndarray:
+    """Inverse of `normalize`, in place where ``x`` allows it; returns ``x``."""
+    shape = (-1,) + (1,) * dims
+    x *= std.reshape(shape)
+    x += mean.reshape(shape)
+    return x
+
+
+def patch_shape(
+    planes: Planes,
+    patch_size: int,
+    multiple: int | tuple[int, ...],
+    subsample: tuple[int, int] = (1, 1),
+    patch_depth: int | None = None,
+) -> tuple[int, ...]:
+    """Training patch size: ``patch_size`` (and, for volumes, ``patch_depth``)
+    capped by the (sub-sampled) sample, rounded down to a multiple of the
+    UNet's grid (``multiple`` per axis, or one for all) where it allows."""
+    sizes = [planes.height // subsample[0], planes.width // subsample[1]]
+    wanted = [patch_size, patch_size]
+    if planes.spatial_dims == 3:
+        sizes.insert(0, planes.depth)
+        wanted.insert(0, patch_depth or patch_size)
+    multiples = multiple if isinstance(multiple, tuple) else (multiple,) * len(sizes)
+
+    def side(want: int, n: int, m: int) -> int:
+        p = min(want, n)
+        return p - p % m if p >= m else p
+
+    return tuple(side(w, n, m) for w, n, m in zip(wanted, sizes, multiples))
 
 
 class PatchSampler:
     """Random normalised training patches ``(B, C, ph, pw)`` with optional
-    flips and 90-degree rotations."""
+    flips and 90-degree rotations.
+
+    With ``subsample`` ``(sy, sx)``, a patch is every ``sy``-th row and
+    ``sx``-th column of a ``(sy * ph, sx * pw)`` window, from a random phase:
+    the pixel-shuffle sub-images that decorrelated training sees. Rotations
+    are left out when ``sy != sx`` (they would swap the sub-sampled axis).
+    For volumes, patches are ``(B, C, pd, ph, pw)``; flips include Z and
+    rotations stay in the Y-X plane.
+    """
 
     def __init__(
         self,
@@ -200,32 +267,44 @@ class PatchSampler:
         std: np.ndarray,
         augment: bool,
         rng: np.random.Generator,
+        subsample: tuple[int, int] = (1, 1),
     ) -> None:
         self.planes, self.shape, self.augment, self.rng = planes, shape, augment, rng
-        self.mean = mean.reshape(-1, 1, 1)
-        self.inv_std = (1.0 / std).reshape(-1, 1, 1)
+        self.subsample = subsample
+        self.mean, self.std = mean, std
 
     def batch(self, size: int) -> np.ndarray:
-        ph, pw = self.shape
-        out = np.empty((size, self.planes.channels, ph, pw), dtype=np.float32)
+        *pz, ph, pw = self.shape
+        sy, sx = self.subsample
+        planes = self.planes
+        out = np.empty((size, planes.channels, *self.shape), dtype=np.float32)
         for b in range(size):
-            i = int(self.rng.integers(self.planes.n))
-            y0 = int(self.rng.integers(self.planes.height - ph + 1))
-            x0 = int(self.rng.integers(self.planes.width - pw + 1))
-            patch = self.planes.read(i, slice(y0, y0 + ph), slice(x0, x0 + pw))
+            i = int(self.rng.integers(planes.n))
+            y0 = int(self.rng.integers(planes.height - ph * sy + 1))
+            x0 = int(self.rng.integers(planes.width - pw * sx + 1))
+            crop = [slice(y0, y0 + ph * sy), slice(x0, x0 + pw * sx)]
+            if pz:
+                z0 = int(self.rng.integers(planes.depth - pz[0] + 1))
+                crop.insert(0, slice(z0, z0 + pz[0]))
+            patch = planes.read(i, *crop)
+            if sy > 1 or sx > 1:
+                py, px = int(self.rng.integers(sy)), int(self.rng.integers(sx))
+                patch = patch[..., py::sy, px::sx]
             if self.augment:
                 patch = self._augment(patch)
             out[b] = patch
-        out -= self.mean
-        out *= self.inv_std
-        return out
+        return normalize(out, self.mean, self.std, planes.spatial_dims).astype(
+            np.float32, copy=False
+        )
 
     def _augment(self, patch: np.ndarray) -> np.ndarray:
         flips = self.rng.integers(2, size=2)
         if flips[0]:
-            patch = patch[:, ::-1]
+            patch = patch[..., ::-1, :]
         if flips[1]:
-            patch = patch[:, :, ::-1]
-        if patch.shape[1] == patch.shape[2]:
-            patch = np.rot90(patch, int(self.rng.integers(4)), axes=(1, 2))
+            patch = patch[..., ::-1]
+        if patch.ndim == 4 and self.rng.integers(2):  # volumes: flip Z too
+            patch = patch[:, ::-1]
+        if patch.shape[-1] == patch.shape[-2] and self.subsample[0] == self.subsample[1]:
+            patch = np.rot90(patch, int(self.rng.integers(4)), axes=(-2, -1))
         return patch

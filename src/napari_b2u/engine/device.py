@@ -56,3 +56,11 @@ def use_all_cores() -> int:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+def memory_format(net: torch.nn.Module) -> torch.memory_format:
+    """The weight layout a network runs fastest in: channels-last for 2D
+    (oneDNN's fastest convolutions on CPU, measured 25 % faster per training
+    step); the default layout for 3D, where channels-last-3d is not faster
+    (benchmarks/speed.py)."""
+    return torch.channels_last if getattr(net, "dims", 2) == 2 else torch.contiguous_format

@@ -7,10 +7,15 @@ generator's return value, not an event.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_b2u.config import TrainConfig
+from napari_b2u.engine.summary import StopReason
+
+if TYPE_CHECKING:
+    from napari_b2u.engine.noise import NoiseReport
 
 
 class _Stop:
@@ -24,17 +29,33 @@ STOP = _Stop()
 
 
 @dataclass(frozen=True)
+class PreviewPlane:
+    """Send this into the training generator to preview another plane
+    (the one the viewer shows) from the next preview on; for volumes,
+    ``plane`` is the volume and ``z`` the slice to show."""
+
+    plane: int
+    z: int | None = None
+
+
+Command = _Stop | PreviewPlane | None
+
+
+@dataclass(frozen=True)
 class Started:
     """Training is about to take its first step."""
 
     config: TrainConfig
     device: str
     n_params: int
-    n_planes: int
-    plane_shape: tuple[int, int]
+    n_planes: int  # planes, or volumes
+    plane_shape: tuple[int, ...]  # (H, W), or (D, H, W) for volumes
     channels: int
-    patch_shape: tuple[int, int]
+    patch_shape: tuple[int, ...]
     start_step: int  # > 0 when a stopped run is continued
+    subsample: tuple[int, int] = (1, 1)  # pixel-shuffle sub-sampling (decorrelation)
+    precision: str = "fp32"  # of the network's passes
+    noise: NoiseReport | None = None  # what decorrelate="auto" measured, if it did
 
 
 @dataclass(frozen=True)
@@ -62,24 +83,25 @@ class Preview:
     input units (one network pass, so previews cost little training time).
 
     ``image`` is ``(h, w)`` or ``(h, w, C)``; ``offset`` is the crop's
-    top-left corner ``(y, x)`` in the plane.
+    top-left corner ``(y, x)`` in the plane; for volumes, ``z`` is the slice shown.
     """
 
     step: int
     plane: int
     image: np.ndarray
     offset: tuple[int, int]
+    z: int | None = None
 
 
 @dataclass(frozen=True)
 class Done:
-    """Training ended; ``reason`` is ``"steps"``, ``"time"``, ``"stopped"`` or
-    ``"diverged"`` (the loss became NaN/inf: the last good weights are kept and
-    ``message`` says what to do)."""
+    """Training ended, for ``reason`` (a `StopReason`: ``"steps"``, ``"time"``,
+    ``"stopped"`` or ``"diverged"``: the loss became NaN/inf, the last good
+    weights are kept and ``message`` says what to do)."""
 
     step: int
     elapsed: float
-    reason: str
+    reason: StopReason
     final_loss: float | None
     message: str | None = None
 

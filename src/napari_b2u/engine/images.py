@@ -175,19 +175,17 @@ def _needs_bigtiff(shape: tuple[int, ...], dtype: np.dtype) -> bool:
 def tiff_pages(planes, plane_iter: Iterator[tuple[int, np.ndarray]]) -> Iterator[np.ndarray]:
     """TIFF pages, in file order, from ``(i, plane)`` pairs in plane order.
 
-    Pages are YX (or YXS for RGB); a channel axis just before Y splits each
-    plane into one page per channel.
+    Pages are YX (or YXC/YXS when the channel axis is last): every axis of a
+    plane (or volume) before them, a channel or Z, splits it into pages.
     """
-    split = planes.channel_dim is not None and planes.axes[planes.channel_dim] != planes.axes[-1]
-    for _, plane in plane_iter:
-        if split:
-            yield from plane
-        else:
-            yield plane
+    page_dims = 3 if planes.kept_axes.endswith(("YXC", "YXS")) else 2
+    for _, block in plane_iter:
+        yield from block.reshape(-1, *block.shape[block.ndim - page_dims :])
 
 
-def pages_in_plane_order(axes: str) -> bool:
-    """Whether TIFF page order equals our plane order: every stack axis comes
-    before Y and X, and a channel axis is last or directly before Y."""
-    core = axes.lstrip("".join(a for a in axes if a not in "YXCS"))
-    return core in ("YX", "CYX", "SYX", "YXC", "YXS")
+def pages_in_plane_order(axes: str, spatial_dims: int = 2) -> bool:
+    """Whether TIFF page order equals our plane (volume) order: every stack
+    axis comes before the others, and Y, X end the axes (a channel may follow)."""
+    kept = ("ZYX" if spatial_dims == 3 else "YX") + "CS"
+    core = axes.lstrip("".join(a for a in axes if a not in kept))
+    return all(a in kept for a in core) and core.endswith(("YX", "YXC", "YXS"))

@@ -3,38 +3,61 @@ plane by plane. Memory is bounded by the tile size, not the image size."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
-from napari_b2u.config import MODES
+from napari_b2u.config import (
+    MODES,
+    TILE_DEPTH,
+    TILE_DEPTH_OVERLAP,
+    TILE_OVERLAP,
+    TILE_OVERLAP_3D,
+    TILE_SIZE,
+    TILE_SIZE_3D,
+)
 from napari_b2u.core import global_mapper, global_masker
-from napari_b2u.core.unet import UNet
-
-DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 64
+from napari_b2u.core.masking import copies
+from napari_b2u.core.unet import UNet, pad_mode
+from napari_b2u.engine.data import denormalize, normalize
+from napari_b2u.engine.precision import Precision
 
 
 @torch.inference_mode()
-def predict(net: UNet, y: torch.Tensor, mode: str, cell: int, lam: float) -> torch.Tensor:
-    """Network output for normalised images ``y`` ``(N, C, H, W)``.
+def predict(
+    net: UNet,
+    y: torch.Tensor,
+    mode: str,
+    cell: int,
+    lam: float,
+    precision: Precision | None = None,
+    planar: bool = False,
+) -> torch.Tensor:
+    """Network output for normalised images ``y`` ``(N, C, H, W)`` (or volumes
+    ``(N, C, D, H, W)``; ``planar``: the in-plane masker), float32.
 
     ``visible = f(y)``, ``blind = h(f(Omega_y))`` and
-    ``weighted = (blind + lam * visible) / (lam + 1)``.
+    ``weighted = (blind + lam * visible) / (lam + 1)``. The network passes run
+    in ``precision`` (default fp32); the mapper's sum and the weighting in fp32.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode == "visible":
-        return net(y)
-    volume, masks = global_masker(y, cell)
-    # One image's K copies at a time keeps the peak at K, not N*K, activations.
-    out = torch.cat([net(chunk) for chunk in volume.split(cell * cell)])
-    blind = global_mapper(out, masks, cell)
+    precision = precision or Precision("fp32", y.device.type)
+    with precision.autocast():
+        if mode == "visible":
+            return net(y).float()
+        volume, masks = global_masker(y, cell, planar=planar)
+        # One image's K copies at a time keeps the peak at K, not N*K, activations.
+        out = torch.cat([net(chunk).float() for chunk in volume.split(copies(y, cell, planar))])
+        visible = net(y).float() if mode == "weighted" else None
+    blind = global_mapper(out, masks.float(), cell, planar=planar)
     if mode == "blind":
         return blind
-    return (blind + lam * net(y)) / (lam + 1.0)
+    return (blind + lam * visible) / (lam + 1.0)
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -73,38 +96,69 @@ def denoise_plane(
     tile_size: int | None = None,
     tile_overlap: int | None = None,
     device: torch.device,
+    precision: Precision | None = None,
+    planar: bool = False,
 ) -> np.ndarray:
-    """Denoise one normalised plane ``(C, H, W)``, tile by tile (see
-    `denoise_tiled`). When the device runs out of memory, the tile size
-    is halved and the plane tried again, with a warning."""
-    tile = int(tile_size or DEFAULT_TILE)
-    smallest = max(2 * cell, net.multiple, 32)
+    """Denoise one normalised plane ``(C, H, W)`` or volume ``(C, D, H, W)``,
+    tile by tile (see `denoise_tiled`). When the device runs out of memory,
+    the tiles are halved and the plane tried again, with a warning."""
+    tile, overlap = tile_shape(net, tile_size, tile_overlap)
+    smallest = tuple(max(2 * cell, m, 32) if axis else max(m, 4) for axis, m in _axes(net))
     while True:
         try:
-            overlap = DEFAULT_OVERLAP if tile_overlap is None else tile_overlap
             return denoise_tiled(
                 net,
                 plane,
                 mode=mode,
                 cell=cell,
                 lam=lam,
-                tile_size=tile,
-                tile_overlap=min(overlap, tile // 2),
+                tile=tile,
+                overlap=tuple(min(o, t // 2) for o, t in zip(overlap, tile)),
                 device=device,
+                precision=precision,
+                planar=planar,
             )
-
         except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
-            current = min(tile, max(plane.shape[1:]))
-            if "out of memory" not in str(exc).lower() or current <= smallest:
+            current = tuple(min(t, s) for t, s in zip(tile, plane.shape[1:]))
+            if "out of memory" not in str(exc).lower() or all(
+                c <= lo for c, lo in zip(current, smallest)
+            ):
                 raise
-            tile = max(current // 2 // net.multiple * net.multiple, smallest)
+            tile = tuple(
+                max(c // 2 // m * m, lo) for c, m, lo in zip(current, net.multiples, smallest)
+            )
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             warnings.warn(
-                f"Out of memory on {device} with {current} px tiles; retrying with {tile} px tiles.",
+                f"Out of memory on {device} with {_px(current)} tiles; retrying with "
+                f"{_px(tile)} tiles.",
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+
+def _axes(net: UNet) -> list[tuple[bool, int]]:
+    """``(is Y or X, multiple)`` per spatial axis of ``net``."""
+    return [(i >= net.dims - 2, m) for i, m in enumerate(net.multiples)]
+
+
+def _px(tile: tuple[int, ...]) -> str:
+    return f"{tile[-1]} px" if len(tile) == 2 else " x ".join(map(str, tile))
+
+
+def tile_shape(
+    net: UNet, tile_size: int | None, tile_overlap: int | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Tile and overlap per spatial axis: ``tile_size`` / ``tile_overlap`` in Y
+    and X (defaults 512 / 64 for planes, 256 / 64 for volumes) and, for
+    volumes, `TILE_DEPTH` / `TILE_DEPTH_OVERLAP` slices in Z."""
+    if net.dims == 2:
+        tile = int(tile_size or TILE_SIZE)
+        overlap = TILE_OVERLAP if tile_overlap is None else int(tile_overlap)
+        return (tile, tile), (overlap, overlap)
+    tile = int(tile_size or TILE_SIZE_3D)
+    overlap = TILE_OVERLAP_3D if tile_overlap is None else int(tile_overlap)
+    return (TILE_DEPTH, tile, tile), (TILE_DEPTH_OVERLAP, overlap, overlap)
 
 
 def denoise_tiled(
@@ -114,59 +168,113 @@ def denoise_tiled(
     mode: str,
     cell: int,
     lam: float,
-    tile_size: int | None = None,
-    tile_overlap: int | None = None,
+    tile: tuple[int, ...] | None = None,
+    overlap: tuple[int, ...] | None = None,
     device: torch.device,
+    precision: Precision | None = None,
+    planar: bool = False,
 ) -> np.ndarray:
-    """Denoise one normalised plane ``(C, H, W)`` tile by tile.
+    """Denoise one normalised plane ``(C, H, W)`` (or volume ``(C, D, H, W)``)
+    tile by tile; ``tile`` and ``overlap`` per spatial axis (default `tile_shape`).
 
-    The plane is padded once to a multiple of ``2**depth`` and every tile
-    starts on that grid, so the network's pooling sees the same pixel
-    groups as in untiled inference; tiles overlapping by ``tile_overlap``
+    The plane is padded once to the network's pooling grid (`UNet.multiples`)
+    and every tile starts on that grid, so the network's pooling sees the same
+    pixel groups as in untiled inference; tiles overlapping by ``overlap``
     are blended with ramps that fade out each tile's border, where it lacks
     context. Tiled output therefore matches untiled output closely.
     """
-    m = net.multiple
-    tile = int(tile_size or DEFAULT_TILE)
-    overlap = DEFAULT_OVERLAP if tile_overlap is None else int(tile_overlap)
-    if tile < max(2 * cell, m):
-        raise ValueError(f"tile_size must be at least {max(2 * cell, m)}, got {tile}.")
-    if not 0 <= overlap < tile:
-        raise ValueError(f"tile_overlap must be in [0, tile_size), got {overlap}.")
-    c, h, w = plane.shape
+    ms = net.multiples
+    spatial = plane.shape[1:]
+    if len(spatial) != len(ms):
+        raise ValueError(
+            f"A {net.dims}D network denoises {'planes' if net.dims == 2 else 'volumes'}; got a "
+            f"block of shape {plane.shape}."
+        )
+    default_tile, default_overlap = tile_shape(net, None, None)
+    tile, overlap = tuple(tile or default_tile), tuple(default_overlap if overlap is None else overlap)
+    for t, o, (yx, m) in zip(tile, overlap, _axes(net)):
+        least = max(2 * cell, m) if yx else m
+        if t < least:
+            raise ValueError(f"tile_size must be at least {least}, got {t}.")
+        if not 0 <= o < t:
+            raise ValueError(f"tile_overlap must be in [0, tile_size), got {o}.")
 
     def run(block: np.ndarray) -> np.ndarray:
         y = torch.from_numpy(np.ascontiguousarray(block)[None]).to(device)
-        return predict(net, y, mode, cell, lam)[0].float().cpu().numpy()
+        return predict(net, y, mode, cell, lam, precision, planar)[0].cpu().numpy()
 
-    if h <= tile and w <= tile:
+    if all(s <= t for s, t in zip(spatial, tile)):
         return run(plane)
-    tile = tile - tile % m
-    overlap = min(-(-overlap // m) * m, tile - m)
-    padded = pad_to_multiple(plane, m)
-    ph, pw = padded.shape[1:]
-    out = np.zeros((c, ph, pw), dtype=np.float32)
-    weight = np.zeros((ph, pw), dtype=np.float32)
-    th, tw = min(tile, ph), min(tile, pw)
-    for y0 in tile_starts(ph, th, overlap):
-        wy = _ramp(th, y0, ph, overlap)
-        for x0 in tile_starts(pw, tw, overlap):
-            wgt = wy[:, None] * _ramp(tw, x0, pw, overlap)[None, :]
-            out[:, y0 : y0 + th, x0 : x0 + tw] += run(padded[:, y0 : y0 + th, x0 : x0 + tw]) * wgt
-            weight[y0 : y0 + th, x0 : x0 + tw] += wgt
+    tile = tuple(t - t % m for t, m in zip(tile, ms))
+    overlap = tuple(min(-(-o // m) * m, t - m) for o, t, m in zip(overlap, tile, ms))
+    padded = pad_to_multiple(plane, ms)
+    size = padded.shape[1:]
+    out = np.zeros(padded.shape, dtype=np.float32)
+    weight = np.zeros(size, dtype=np.float32)
+    tile = tuple(min(t, n) for t, n in zip(tile, size))
+    starts = [tile_starts(n, t, o) for n, t, o in zip(size, tile, overlap)]
+    for corner in itertools.product(*starts):
+        ramps = [_ramp(t, c, n, o) for t, c, n, o in zip(tile, corner, size, overlap)]
+        wgt = functools.reduce(np.multiply.outer, ramps)
+        box = tuple(slice(c, c + t) for c, t in zip(corner, tile))
+        out[(slice(None), *box)] += run(padded[(slice(None), *box)]) * wgt
+        weight[box] += wgt
     out /= weight
-    return out[:, :h, :w]
+    return out[(slice(None), *(slice(0, s) for s in spatial))]
 
 
-def pad_to_multiple(plane: np.ndarray, m: int) -> np.ndarray:
-    """Pad ``(C, H, W)`` at the bottom/right to multiples of ``m``, as the
-    UNet pads (reflect, or edge where the plane is too small to reflect)."""
-    h, w = plane.shape[1:]
-    ph, pw = -h % m, -w % m
-    if not (ph or pw):
+def pad_to_multiple(plane: np.ndarray, m: int | tuple[int, ...]) -> np.ndarray:
+    """Pad ``(C, ...)`` at the far end of each spatial axis to multiples of
+    ``m`` (one for all axes, or one per axis), as the UNet pads
+    (`napari_b2u.core.unet.pad_mode`)."""
+    spatial = plane.shape[1:]
+    ms = m if isinstance(m, tuple) else (m,) * len(spatial)
+    pads = [-s % k for s, k in zip(spatial, ms)]
+    if not any(pads):
         return plane
-    mode = "reflect" if ph < h and pw < w else "edge"
-    return np.pad(plane, ((0, 0), (0, ph), (0, pw)), mode=mode)
+    mode = {"reflect": "reflect", "replicate": "edge"}[pad_mode(*spatial, *pads)]
+    return np.pad(plane, ((0, 0), *((0, p) for p in pads)), mode=mode)
+
+
+def denoise_ensemble(
+    net: UNet,
+    plane: np.ndarray,
+    subsample: tuple[int, int] = (1, 1),
+    ensemble: bool = False,
+    **kwargs,
+) -> np.ndarray:
+    """`denoise_subsampled`, averaged over the 8 flips and 90-degree rotations
+    (in the Y-X plane) of ``plane`` when ``ensemble`` (each output turned back
+    first): a self-ensemble, 8x the cost. With a sub-sampling that differs
+    between the axes, only the 4 flips (a rotation would swap the sub-sampled axis)."""
+    if not ensemble:
+        return denoise_subsampled(net, plane, subsample, **kwargs)
+    turns = (0, 1, 2, 3) if subsample[0] == subsample[1] else (0, 2)
+    out = np.zeros(plane.shape, dtype=np.float32)
+    for k in turns:
+        for flip in (False, True):
+            view = np.rot90(plane, k, axes=(-2, -1))
+            view = view[..., ::-1] if flip else view
+            res = denoise_subsampled(net, np.ascontiguousarray(view), subsample, **kwargs)
+            res = res[..., ::-1] if flip else res
+            out += np.rot90(res, -k, axes=(-2, -1))
+    return out / (2 * len(turns))
+
+
+def denoise_subsampled(
+    net: UNet, plane: np.ndarray, subsample: tuple[int, int] = (1, 1), **kwargs
+) -> np.ndarray:
+    """`denoise_plane` on each pixel-shuffle sub-image of ``plane`` (every
+    ``sy``-th row and ``sx``-th column, from each phase), reassembled."""
+    sy, sx = subsample
+    if sy == sx == 1:
+        return denoise_plane(net, plane, **kwargs)
+    out = np.empty(plane.shape, dtype=np.float32)
+    for py in range(sy):
+        for px in range(sx):
+            sub = np.ascontiguousarray(plane[..., py::sy, px::sx])
+            out[..., py::sy, px::sx] = denoise_plane(net, sub, **kwargs)
+    return out
 
 
 def iter_denoised_planes(
@@ -181,26 +289,30 @@ def iter_denoised_planes(
     tile_size: int | None,
     tile_overlap: int | None,
     device: torch.device,
+    precision: Precision | None = None,
+    subsample: tuple[int, int] = (1, 1),
+    ensemble: bool = False,
+    planar: bool = False,
     should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(i, plane)`` for each plane of a `Planes`, in
+    """Yield ``(i, plane)`` for each plane (or volume) of a `Planes`, in
     input units, float32, in the input's own axis order."""
-    mean_ = mean.reshape(-1, 1, 1)
-    std_ = std.reshape(-1, 1, 1)
+    dims = planes.spatial_dims
     for i in range(planes.n):
         if should_stop is not None and should_stop():
             return
-        x = (planes.plane(i, cache=False) - mean_) / std_
-        out = denoise_plane(
+        out = denoise_ensemble(
             net,
-            x,
+            normalize(planes.plane(i, cache=False), mean, std, dims),
+            subsample,
+            ensemble,
             mode=mode,
             cell=cell,
             lam=lam,
             tile_size=tile_size,
             tile_overlap=tile_overlap,
             device=device,
+            precision=precision,
+            planar=planar,
         )
-        out *= std_
-        out += mean_
-        yield i, planes.from_cyx(out)
+        yield i, planes.from_cyx(denormalize(out, mean, std, dims))

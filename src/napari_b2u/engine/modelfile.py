@@ -1,14 +1,16 @@
 """Model files: safetensors tensors plus one JSON metadata entry.
 
-Loading never unpickles anything: safetensors holds raw tensors only, and
-every way a file can be wrong ends in a `ModelFileError` that names
-the file and the problem.
+This module reads and writes tensors and metadata and knows nothing of
+`Model` (which says what its tensors and metadata are). Loading never
+unpickles anything: safetensors holds raw tensors only, and every way a file
+can be wrong ends in a `ModelFileError` that names the file and the problem.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
-from napari_b2u.config import TrainConfig
-from napari_b2u.core.unet import UNet
 from napari_b2u.engine.atomic import write_bytes_atomic
-from napari_b2u.engine.model import Model
 
-FORMAT_VERSION = 1
+#: Newest format this version reads and writes. A file gets the lowest version
+#: that describes it, so older napari-b2u versions still read what they can:
+#: 1: the original format; 2: adds ``subsample`` (decorrelated models);
+#: 3: adds 3D networks (``network.dims``, ``network.z_pool``).
+FORMAT_VERSION = 3
 META_KEY = "napari_b2u"
 
 
@@ -29,29 +32,11 @@ class ModelFileError(ValueError):
     """A model file is missing, unreadable, or not a napari-b2u model."""
 
 
-def save_model(model: Model, path: str | os.PathLike) -> Path:
-    """Write ``model`` to ``path`` atomically; returns the path."""
+def write_model_file(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> Path:
+    """Write ``tensors`` and the JSON ``meta`` to ``path`` atomically; returns the path."""
     path = Path(path)
-    tensors = model.state_for_file()
-    optim_meta = None
-    if model.optimizer_state is not None:
-        optim_meta = model.optimizer_state["param_groups"]
-        for pid, state in model.optimizer_state["state"].items():
-            for name, value in state.items():
-                tensors[f"optim.{pid}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    net = model.net
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "network": {
-            "in_channels": net.in_channels,
-            "out_channels": net.out_channels,
-            "features": net.features,
-            "depth": net.depth,
-        },
-        "config": model.config.to_dict(),
-        "summary": model.summary,
-        "optimizer_param_groups": optim_meta,
-    }
     data = safetensors_bytes(tensors, metadata={META_KEY: json.dumps(meta)})
     write_bytes_atomic(path, data)
     return path
@@ -64,8 +49,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         return _metadata(path, f.metadata())
 
 
-def load_model(path: str | os.PathLike) -> Model:
-    """Load a model saved by `save_model`."""
+def read_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(tensors, metadata)`` of a model file written by `write_model_file`."""
     path = Path(path)
     with _open(path) as f:
         meta = _metadata(path, f.metadata())
@@ -75,19 +60,18 @@ def load_model(path: str | os.PathLike) -> Model:
             raise ModelFileError(
                 f"{path}: tensors cannot be read ({exc}); the file is damaged."
             ) from exc
-    try:
-        net = UNet(**meta["network"])
-        config = TrainConfig.from_dict(meta["config"])
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        mean, std = tensors["norm.mean"].numpy(), tensors["norm.std"].numpy()
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(
-            f"{path}: the tensors do not match the network described in its metadata ({exc}). "
-            "The file is damaged or was not written by napari-b2u."
-        ) from exc
-    if mean.shape != (net.in_channels,) or std.shape != (net.in_channels,):
-        raise ModelFileError(f"{path}: normalisation does not match {net.in_channels} channel(s).")
-    return Model(net, config, mean, std, meta.get("summary"), _optimizer_state(meta, tensors))
+    return tensors, meta
+
+
+def read_model_bytes(data: bytes, source: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """`read_model_file` for a model file's bytes (e.g. from inside a zip)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.safetensors"
+        path.write_bytes(data)
+        try:
+            return read_model_file(path)
+        except ModelFileError as exc:
+            raise ModelFileError(str(exc).replace(str(path), source)) from exc
 
 
 def _open(path: Path):
@@ -118,15 +102,3 @@ def _metadata(path: Path, raw: dict[str, str] | None) -> dict[str, Any]:
             f"reads up to {FORMAT_VERSION}). Upgrade: pip install -U napari-b2u."
         )
     return meta
-
-
-def _optimizer_state(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict | None:
-    groups = meta.get("optimizer_param_groups")
-    if not groups:
-        return None
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = value
-    return {"state": state, "param_groups": groups}

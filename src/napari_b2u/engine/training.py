@@ -2,8 +2,12 @@
 
 ``model = yield from train_events(...)``, or drive it by hand: every event is
 yielded to the caller (the API, the CLI, the napari worker), which may send
-`STOP` back to end training early and still get the model.
-Closing the generator aborts without a model.
+`STOP` back to end training early and still get the model, or a
+`PreviewPlane` to preview another plane. Closing the generator aborts
+without a model.
+
+The file reads top to bottom: set-up (`_prepare`), the loop
+(`train_events`), the summary (`_summary`), then small helpers.
 """
 
 from __future__ import annotations
@@ -13,46 +17,147 @@ import datetime
 import math
 import time
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from napari_b2u.config import TrainConfig
+from napari_b2u.config import TrainConfig, subsample_for, z_levels
 from napari_b2u.core import b2u_loss, global_mapper, global_masker, lambda_schedule, lr_schedule
 from napari_b2u.core.unet import UNet
 from napari_b2u.engine._malloc import keep_memory
-from napari_b2u.engine.data import PatchSampler, Planes, estimate_normalization, patch_shape
-from napari_b2u.engine.device import resolve_device, use_all_cores
-from napari_b2u.engine.events import STOP, Done, Event, Preview, Started, Step
-from napari_b2u.engine.inference import denoise_plane
+from napari_b2u.engine.data import (
+    PatchSampler,
+    Planes,
+    denormalize,
+    estimate_normalization,
+    normalize,
+    patch_shape,
+)
+from napari_b2u.engine.device import memory_format, resolve_device, use_all_cores
+from napari_b2u.engine.events import (
+    STOP,
+    Command,
+    Done,
+    Event,
+    Preview,
+    PreviewPlane,
+    Started,
+    Step,
+)
+from napari_b2u.engine.inference import denoise_subsampled
 from napari_b2u.engine.model import Model
+from napari_b2u.engine.noise import NoiseReport, noise_report
+from napari_b2u.engine.precision import Precision, resolve_precision
+from napari_b2u.engine.summary import StopReason, TrainingSummary
 
 #: Seconds between ``Step`` events (each one costs a device sync).
 REPORT_INTERVAL = 0.25
-#: Side of the crop that ``Preview`` events show.
+#: Side of the crop that ``Preview`` events show, and for volumes the slices denoised around it.
 PREVIEW_SIZE = 256
+PREVIEW_DEPTH = 16
 
 
-def run_progress(step: int, elapsed: float, config: TrainConfig) -> float:
-    """Fraction of the run done: the further of the step and the time limits."""
-    done = 0.0
-    if config.steps is not None:
-        done = max(done, step / config.steps)
-    if config.time_budget is not None:
-        done = max(done, elapsed / config.time_budget)
-    return min(done, 1.0)
+@dataclass
+class _Run:
+    """Everything the loop needs, made by `_prepare`."""
+
+    config: TrainConfig
+    planes: Planes
+    device: torch.device
+    precision: Precision
+    threads: int | None
+    net: UNet
+    optimizer: torch.optim.Optimizer
+    sampler: PatchSampler
+    mean: np.ndarray
+    std: np.ndarray
+    subsample: tuple[int, int]
+    noise: NoiseReport | None
+    step: int  # steps done before this run (a continued run)
+    elapsed: float  # seconds done before this run
+
+
+def _prepare(image: Any, axes: str | None, config: TrainConfig, init: Model | None) -> _Run:
+    """Data, device, seeds, network (fresh, continued or fine-tuned), the
+    noise check that decides the decorrelation, optimizer and patch sampler."""
+    planes = Planes(image, axes, config.spatial_dims)
+    smallest = max(8, 2 * config.cell)
+    if min(planes.height, planes.width) < smallest:
+        raise ValueError(
+            f"The image planes are {planes.height}x{planes.width} pixels; training needs at least "
+            f"{smallest}x{smallest}. Train on a larger image (or a stack) and apply the model to this one."
+        )
+    if planes.spatial_dims == 3 and planes.depth < 2 * config.cell:
+        raise ValueError(
+            f"The volumes are {planes.depth} slices deep; 3D training needs at least "
+            f"{2 * config.cell}. Train the stack as planes (spatial_dims=2)."
+        )
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    threads = use_all_cores() if device.type == "cpu" else None
+    if config.seed is not None:
+        torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+
+    noise = None
+    if init is not None:
+        _check_compatible(init, planes, config)
+        net = copy.deepcopy(init.net)
+        mean, std, subsample = init.mean, init.std, init.subsample
+    else:
+        net = UNet(
+            planes.channels,
+            features=config.features,
+            depth=config.depth,
+            dims=config.spatial_dims,
+            z_pool=z_levels(config, min(config.patch_depth, planes.depth))
+            if config.spatial_dims == 3
+            else 0,
+        )
+        mean, std = estimate_normalization(planes)
+        subsample = subsample_for(config.decorrelate)
+        if subsample is None:  # "auto": measure the noise, sub-sample where it is correlated
+            noise = noise_report(planes.array, axes=planes.axes, seed=config.seed or 0)
+            subsample = noise.subsample
+    _check_subsampled_size(planes, subsample, smallest)
+    net.to(device, memory_format=memory_format(net)).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    step, elapsed = 0, 0.0
+    if init is not None and not init.completed:  # continue a stopped run where it stopped
+        step, elapsed = init.summary.steps, init.summary.seconds
+        if init.optimizer_state is not None:
+            optimizer.load_state_dict(init.optimizer_state)
+    shape = patch_shape(planes, config.patch_size, net.multiples, subsample, config.patch_depth)
+    sampler = PatchSampler(planes, shape, mean, std, config.augment, rng, subsample)
+    return _Run(
+        config, planes, device, precision, threads, net, optimizer, sampler, mean, std,
+        subsample, noise, step, elapsed,
+    )  # fmt: skip
 
 
 def b2u_forward(
-    net: UNet, y: torch.Tensor, lam: float, config: TrainConfig
+    net: UNet,
+    y: torch.Tensor,
+    lam: float,
+    config: TrainConfig,
+    precision: Precision | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One Blind2Unblind forward pass: loss, L_rev, L_reg for a batch ``y``."""
-    volume, masks = global_masker(y, config.cell)
-    blind = global_mapper(net(volume), masks, config.cell)
-    with torch.no_grad():
-        visible = net(y)
-    return b2u_loss(blind, visible, y, lam, config.eta)
+    """One Blind2Unblind forward pass: loss, L_rev, L_reg for a batch ``y``.
+
+    The masker and both network passes run in ``precision``; the mapper's
+    sum and the loss in fp32.
+    """
+    precision = precision or Precision("fp32", y.device.type)
+    planar = not config.mask_z
+    with precision.autocast():
+        volume, masks = global_masker(y, config.cell, planar=planar)
+        out = net(volume)
+        with torch.no_grad():
+            visible = net(y)
+    blind = global_mapper(out.float(), masks.float(), config.cell, planar=planar)
+    return b2u_loss(blind, visible.float(), y, lam, config.eta)
 
 
 def train_events(
@@ -61,9 +166,9 @@ def train_events(
     config: TrainConfig | None = None,
     *,
     init: Model | None = None,
-    preview_plane: int | Callable[[], int] | None = None,
+    preview_plane: int | PreviewPlane | None = None,
     preview_interval: float = 5.0,
-) -> Generator[Event, Any, Model]:
+) -> Generator[Event, Command, Model]:
     """Train Blind2Unblind on ``image``, yielding events; returns the model.
 
     Parameters
@@ -75,89 +180,68 @@ def train_events(
     config : TrainConfig, optional
         Hyper-parameters (default ``TrainConfig()``, or ``init.config``).
     init : Model, optional
-        Start from this model's weights and normalisation. If its run was
-        stopped early, the run is continued where it stopped (same schedule,
-        optimizer state); if it completed, a new run starts from its weights.
-    preview_plane : int or callable, optional
-        Plane to preview (a callable is asked each time); ``None``: no previews.
+        Start from this model's weights, normalisation and sub-sampling. If its
+        run was stopped early, the run is continued where it stopped (same
+        schedule, optimizer state); if it completed, a new run starts from its
+        weights.
+    preview_plane : int or PreviewPlane, optional
+        Plane (for volumes with a `PreviewPlane`: volume and Z slice) to
+        preview first; send `PreviewPlane` to change it. ``None``: no previews.
     preview_interval : float
         Seconds between previews.
     """
     config = config or (init.config if init is not None else TrainConfig())
-    planes = Planes(image, axes)
-    smallest = max(8, 2 * config.cell)
-    if min(planes.height, planes.width) < smallest:
-        raise ValueError(
-            f"The image planes are {planes.height}x{planes.width} pixels; training needs at least "
-            f"{smallest}x{smallest}. Train on a larger image (or a stack) and apply the model to this one."
-        )
-    device = resolve_device(config.device)
-    threads = use_all_cores() if device.type == "cpu" else None
-    if config.seed is not None:
-        torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-
-    # Model: fresh, continued (stopped run) or fine-tuned (completed run).
-    resume = init is not None and not init.completed
-    if init is not None:
-        _check_compatible(init, planes, config)
-        net = copy.deepcopy(init.net)
-        mean, std = init.mean, init.std
-    else:
-        net = UNet(planes.channels, features=config.features, depth=config.depth)
-        mean, std = estimate_normalization(planes)
-    # channels_last: oneDNN's fastest conv layout on CPU (measured 25 % faster per step)
-    net.to(device, memory_format=torch.channels_last).train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    step, elapsed0 = 0, 0.0
-    if resume:
-        step, elapsed0 = int(init.summary.get("steps", 0)), float(init.summary.get("seconds", 0.0))
-        if init.optimizer_state is not None:
-            optimizer.load_state_dict(init.optimizer_state)
-
-    shape = patch_shape(planes, config.patch_size, net.multiple)
-    sampler = PatchSampler(planes, shape, mean, std, config.augment, rng)
+    run = _prepare(image, axes, config, init)
+    net, optimizer, device = run.net, run.optimizer, run.device
     command = yield Started(
         config=config,
         device=str(device),
         n_params=sum(p.numel() for p in net.parameters()),
-        n_planes=planes.n,
-        plane_shape=(planes.height, planes.width),
-        channels=planes.channels,
-        patch_shape=shape,
-        start_step=step,
+        n_planes=run.planes.n,
+        plane_shape=run.planes.spatial_shape,
+        channels=run.planes.channels,
+        patch_shape=run.sampler.shape,
+        start_step=run.step,
+        subsample=run.subsample,
+        precision=run.precision.name,
+        noise=run.noise,
     )
+    preview = _Previews(preview_plane, preview_interval)
+    scaler = run.precision.scaler()  # loss scaling for fp16; plain steps otherwise
+    stopped = preview.read(command)  # a STOP answered to Started ends before any step
 
-    good = _snapshot(net, optimizer, step)  # restored if the loss becomes NaN/inf
-    message = None
-    t0 = time.perf_counter() - elapsed0
-    last_report = last_preview = time.perf_counter()
+    step, good = run.step, _snapshot(net, optimizer, run.step)  # good: restored on NaN/inf
+    t0 = time.perf_counter() - run.elapsed
+    last_report = time.perf_counter()
     losses: list[torch.Tensor] = []
-    report_step, final_loss, reason = step, None, "stopped"
+    report_step, final_loss, message = step, None, None
+    reason = StopReason.STOPPED
     with keep_memory():
-        while command is not STOP:  # a STOP answered to Started ends before any step
-            elapsed = time.perf_counter() - t0
-            progress = run_progress(step, elapsed, config)
+        while not stopped:
+            # 1. schedules from the fraction of the run done
+            progress = run_progress(step, time.perf_counter() - t0, config)
             if progress >= 1.0:
-                reason = "steps" if config.steps is not None and step >= config.steps else "time"
+                reason = _limit_reached(step, config)
                 break
             lam = lambda_schedule(progress, config.t1, config.lam0, config.lam1)
             lr = lr_schedule(progress, config.lr, config.lr_milestones, config.lr_gamma)
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-            y = torch.from_numpy(sampler.batch(config.batch_size)).to(device, non_blocking=True)
-            loss, l_rev, l_reg = b2u_forward(net, y, lam, config)
+            # 2. one optimisation step
+            y = torch.from_numpy(run.sampler.batch(config.batch_size)).to(device, non_blocking=True)
+            loss, l_rev, l_reg = b2u_forward(net, y, lam, config, run.precision)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)  # skipped by the scaler when fp16 gradients overflowed
+            scaler.update()
             step += 1
             losses.append(torch.stack([loss, l_rev, l_reg]).detach())
 
+            # 3. report a few times a second (.tolist() is a device sync)
             now = time.perf_counter()
-            if now - last_report < REPORT_INTERVAL and not _last_step(step, now - t0, config):
+            if now - last_report < REPORT_INTERVAL and run_progress(step, now - t0, config) < 1:
                 continue
-            # .tolist() is a device sync: done only a few times a second.
             mean_losses = torch.stack(losses).mean(0).tolist()
             losses.clear()
             if not all(math.isfinite(v) for v in mean_losses):
@@ -168,60 +252,74 @@ def train_events(
                 )
                 net.load_state_dict(good["net"])
                 optimizer.load_state_dict(good["optimizer"])
-                step, reason = good["step"], "diverged"
+                step, reason = good["step"], StopReason.DIVERGED
                 break
             good = _snapshot(net, optimizer, step)
             final_loss = mean_losses[0]
-            elapsed = now - t0
             rate = (step - report_step) / max(now - last_report, 1e-9)
             report_step, last_report = step, now
             command = yield Step(
                 step=step,
-                elapsed=elapsed,
-                progress=run_progress(step, elapsed, config),
+                elapsed=now - t0,
+                progress=run_progress(step, now - t0, config),
                 loss=mean_losses[0],
                 l_rev=mean_losses[1],
                 l_reg=mean_losses[2],
                 lam=lam,
                 lr=lr,
                 steps_per_second=rate,
-                remaining=_remaining(step, elapsed, rate, config),
+                remaining=_remaining(step, now - t0, rate, config),
             )
-            if command is STOP:
-                break
-            if preview_plane is not None and now - last_preview >= preview_interval:
-                plane = preview_plane() if callable(preview_plane) else preview_plane
-                command = yield _preview(net, planes, int(plane), mean, std, config, device, step)
+            stopped = preview.read(command)
+
+            # 4. a live preview every few seconds
+            if not stopped and preview.due():
+                command = yield _preview(run, preview.plane, preview.z, step)
                 net.train()
-                last_preview = time.perf_counter()
-                if command is STOP:
-                    break
+                stopped = preview.read(command)
 
     elapsed = time.perf_counter() - t0
-    progress = run_progress(step, elapsed, config)
     yield Done(step=step, elapsed=elapsed, reason=reason, final_loss=final_loss, message=message)
-    summary = {
-        "steps": step,
-        "seconds": round(elapsed, 3),
-        "final_loss": final_loss,
-        "progress": 1.0 if reason in ("steps", "time") else progress,
-        "stop_reason": reason,
-        "message": message,
-        "device": str(device),
-        "threads": threads,
-        "trained_on": {
-            "shape": list(planes.shape),
-            "dtype": str(planes.dtype),
-            "axes": planes.axes,
+    summary = _summary(run, step, elapsed, reason, final_loss, message)
+    return Model(
+        net.eval(), config, run.mean, run.std, summary, optimizer.state_dict(), run.subsample,
+        sample=_sample(run.planes),
+    )  # fmt: skip
+
+
+def _summary(
+    run: _Run,
+    step: int,
+    elapsed: float,
+    reason: StopReason,
+    final_loss: float | None,
+    message: str | None,
+) -> TrainingSummary:
+    from napari_b2u import __version__
+
+    return TrainingSummary(
+        steps=step,
+        seconds=round(elapsed, 3),
+        final_loss=final_loss,
+        progress=1.0 if reason.completed else run_progress(step, elapsed, run.config),
+        stop_reason=reason,
+        message=message,
+        device=str(run.device),
+        precision=run.precision.name,
+        threads=run.threads,
+        trained_on={
+            "shape": list(run.planes.shape),
+            "dtype": str(run.planes.dtype),
+            "axes": run.planes.axes,
         },
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
-    }
-    return Model(net.eval(), config, mean, std, summary, optimizer.state_dict())
+        noise=run.noise.to_dict() if run.noise is not None else None,
+        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        versions={"napari_b2u": __version__, "torch": torch.__version__, "numpy": np.__version__},
+    )
 
 
 def run_to_end(
-    events: Generator[Event, Any, Model], callback: Callable[[Event], Any] | None = None
+    events: Generator[Event, Command, Model], callback: Callable[[Event], Any] | None = None
 ) -> Model:
     """Drive a training generator to its end; ``callback(event)`` sees every
     event and may return `STOP`. Returns the model."""
@@ -236,8 +334,41 @@ def run_to_end(
         events.close()
 
 
-def _last_step(step: int, elapsed: float, config: TrainConfig) -> bool:
-    return run_progress(step, elapsed, config) >= 1.0
+def run_progress(step: int, elapsed: float, config: TrainConfig) -> float:
+    """Fraction of the run done: the further of the step and the time limits."""
+    done = 0.0
+    if config.steps is not None:
+        done = max(done, step / config.steps)
+    if config.time_budget is not None:
+        done = max(done, elapsed / config.time_budget)
+    return min(done, 1.0)
+
+
+def _limit_reached(step: int, config: TrainConfig) -> StopReason:
+    return StopReason.STEPS if config.steps is not None and step >= config.steps else StopReason.TIME
+
+
+class _Previews:
+    """Which plane to preview, and when the next preview is due."""
+
+    def __init__(self, plane: int | PreviewPlane | None, interval: float) -> None:
+        self.interval, self.last = interval, time.perf_counter()
+        if isinstance(plane, PreviewPlane):
+            self.plane, self.z = plane.plane, plane.z
+        else:
+            self.plane, self.z = plane, None
+
+    def read(self, command: Command) -> bool:
+        """Take a command sent in; returns whether it was `STOP`."""
+        if isinstance(command, PreviewPlane) and self.plane is not None:
+            self.plane, self.z = int(command.plane), command.z
+        return command is STOP
+
+    def due(self) -> bool:
+        if self.plane is None or time.perf_counter() - self.last < self.interval:
+            return False
+        self.last = time.perf_counter()
+        return True
 
 
 def _snapshot(net: UNet, optimizer: torch.optim.Optimizer, step: int) -> dict[str, Any]:
@@ -258,25 +389,49 @@ def _remaining(step: int, elapsed: float, rate: float, config: TrainConfig) -> f
     return min(left) if left else None
 
 
-def _preview(net, planes, plane, mean, std, config, device, step) -> Preview:
+def _preview(run: _Run, plane: int, z: int | None, step: int) -> Preview:
+    """The visible output (one network pass) on a central crop of ``plane``
+    (for volumes: of the slices around ``z``, showing slice ``z``)."""
+    planes = run.planes
     plane = min(max(plane, 0), planes.n - 1)
     h, w = min(planes.height, PREVIEW_SIZE), min(planes.width, PREVIEW_SIZE)
     y0, x0 = (planes.height - h) // 2, (planes.width - w) // 2
-    crop = planes.read(plane, slice(y0, y0 + h), slice(x0, x0 + w))
-    m, s = mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)
-    out = denoise_plane(
-        net.eval(),
-        (crop - m) / s,
+    crop = [slice(y0, y0 + h), slice(x0, x0 + w)]
+    if planes.spatial_dims == 3:
+        z = min(max(planes.depth // 2 if z is None else z, 0), planes.depth - 1)
+        d = min(planes.depth, PREVIEW_DEPTH)
+        z0 = min(max(z - d // 2, 0), planes.depth - d)
+        crop.insert(0, slice(z0, z0 + d))
+    block = planes.read(plane, *crop)
+    out = denoise_subsampled(
+        run.net.eval(),
+        normalize(block, run.mean, run.std, planes.spatial_dims),
+        run.subsample,
         mode="visible",  # one network pass; the blind and weighted outputs take cell**2 + 1
-        cell=config.cell,
-        lam=config.lam1,
+        cell=run.config.cell,
+        lam=run.config.lam1,
         tile_size=PREVIEW_SIZE,
         tile_overlap=0,
-        device=device,
+        device=run.device,
+        precision=run.precision,
     )
-    out = out * s + m
+    out = denormalize(out, run.mean, run.std, planes.spatial_dims)
+    if planes.spatial_dims == 3:
+        out = out[:, z - z0]
     image = out[0] if out.shape[0] == 1 else np.moveaxis(out, 0, -1)
-    return Preview(step=step, plane=plane, image=image, offset=(y0, x0))
+    shown = z if planes.spatial_dims == 3 else None
+    return Preview(step=step, plane=plane, image=image, offset=(y0, x0), z=shown)
+
+
+def _sample(planes: Planes) -> np.ndarray:
+    """A central crop of the middle plane, at most 256 x 256 (of the middle
+    volume, at most 32 x 192 x 192): the test input of exported packages."""
+    sides = (256, 256) if planes.spatial_dims == 2 else (32, 192, 192)
+    crop = [
+        slice((n - min(n, side)) // 2, (n - min(n, side)) // 2 + min(n, side))
+        for n, side in zip(planes.spatial_shape, sides)
+    ]
+    return np.ascontiguousarray(planes.read(planes.n // 2, *crop))
 
 
 def _check_compatible(init: Model, planes: Planes, config: TrainConfig) -> None:
@@ -285,15 +440,32 @@ def _check_compatible(init: Model, planes: Planes, config: TrainConfig) -> None:
             f"Cannot continue training: the model takes {init.channels} channel(s), the image "
             f"has {planes.channels} (axes {planes.axes!r})."
         )
+    if config.spatial_dims != init.net.dims:
+        kinds = {2: "planes (spatial_dims=2)", 3: "volumes (spatial_dims=3)"}
+        raise ValueError(
+            f"Cannot continue training: the model denoises {kinds[init.net.dims]}, the config "
+            f"asks for {kinds[config.spatial_dims]}. Train a new model for that."
+        )
     if (config.depth, config.features) != (init.net.depth, init.net.features):
         raise ValueError(
             "Cannot continue training with a different network: the model has depth "
             f"{init.net.depth} / {init.net.features} features, the config asks for "
             f"{config.depth} / {config.features}."
         )
+    asked = subsample_for(config.decorrelate)
+    if asked is not None and asked != init.subsample:
+        raise ValueError(
+            f"Cannot continue training with decorrelate={config.decorrelate!r}: the model was "
+            f"trained with sub-sampling {init.subsample} (Y, X). Continue with "
+            "decorrelate='auto' (keeps the model's) or train a new model."
+        )
 
 
-def _versions() -> dict[str, str]:
-    from napari_b2u import __version__
-
-    return {"napari_b2u": __version__, "torch": torch.__version__, "numpy": np.__version__}
+def _check_subsampled_size(planes: Planes, subsample: tuple[int, int], smallest: int) -> None:
+    h, w = planes.height // subsample[0], planes.width // subsample[1]
+    if min(h, w) < smallest:
+        raise ValueError(
+            f"Decorrelation sub-samples the {planes.height}x{planes.width} planes by {subsample} "
+            f"(Y, X) to {h}x{w}, smaller than the {smallest}x{smallest} training needs. Use "
+            "decorrelate='off' or train on larger images."
+        )
