@@ -156,7 +156,7 @@ def test_cli_end_to_end(folder, tmp_path):
         "-q",
     )
     assert r.returncode == 0, r.stderr
-    assert load_model(model).summary["trained_on"]["shape"] == [4, 48, 40]
+    assert load_model(model).summary.trained_on["shape"] == [4, 48, 40]
     r = run("denoise", str(folder), "--out", str(out), "--model", str(model), "--dry-run")
     assert r.returncode == 0 and r.stdout.count("write") == 5 and not out.exists()
     r = run(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_b2u.api import STOP, Done, Preview, Started, Step, TrainConfig, train
+from napari_b2u.api import STOP, Done, Preview, PreviewPlane, Started, Step, TrainConfig, train
 from napari_b2u.engine import Planes, train_events
 from napari_b2u.engine.data import PatchSampler, estimate_normalization, resolve_axes
 from napari_b2u.engine.inference import denoise_plane
@@ -36,8 +36,8 @@ def test_event_order_and_return_value(tiny_config):
     for e in steps:
         assert np.isfinite([e.loss, e.l_rev, e.l_reg]).all()
         assert e.lam >= 2.0 and 0 < e.lr <= 1e-3 and 0 < e.progress <= 1
-    assert model.summary["steps"] == 6 and model.completed
-    assert model.summary["trained_on"] == {"shape": [48, 48], "dtype": "float32", "axes": "YX"}
+    assert model.summary.steps == 6 and model.completed
+    assert model.summary.trained_on == {"shape": [48, 48], "dtype": "float32", "axes": "YX"}
 
 
 def test_events_come_often_and_stop_keeps_the_model():
@@ -48,7 +48,7 @@ def test_events_come_often_and_stop_keeps_the_model():
         lambda e: STOP if isinstance(e, Step) and e.step >= 3 else None,
     )
     assert isinstance(events[-1], Done) and events[-1].reason == "stopped"
-    assert 3 <= model.summary["steps"] < 10_000
+    assert 3 <= model.summary.steps < 10_000
     assert not model.completed
     out = model.denoise(image)
     assert out.shape == image.shape and np.isfinite(out).all()
@@ -69,7 +69,7 @@ def test_time_budget_stops_training():
     config = TrainConfig(steps=None, time_budget=1.0, **TINY)
     events, model = drain(train_events(smooth_image((48, 48)), config=config))
     assert events[-1].reason == "time"
-    assert 1.0 <= model.summary["seconds"] < 10
+    assert 1.0 <= model.summary.seconds < 10
     # the schedules follow elapsed time: lambda has ramped by the end
     last = [e for e in events if isinstance(e, Step)][-1]
     assert last.lam > 10 and last.progress > 0.9
@@ -79,11 +79,26 @@ def test_preview_events():
     config = TrainConfig(steps=4, time_budget=None, **TINY)
     stack = np.stack([smooth_image((40, 50), seed=s) for s in range(3)])
     events, _ = drain(
-        train_events(stack, config=config, preview_plane=lambda: 2, preview_interval=0.0)
+        train_events(stack, config=config, preview_plane=2, preview_interval=0.0)
     )
     previews = [e for e in events if isinstance(e, Preview)]
     assert previews and previews[0].plane == 2
     assert previews[0].image.shape == (40, 50) and previews[0].offset == (0, 0)
+
+
+def test_preview_plane_is_sent_in(monkeypatch):
+    monkeypatch.setattr("napari_b2u.engine.training.REPORT_INTERVAL", 0.0)
+    config = TrainConfig(steps=6, time_budget=None, **TINY)
+    stack = np.stack([smooth_image((40, 50), seed=s) for s in range(3)])
+    gen = train_events(stack, config=config, preview_plane=0, preview_interval=0.0)
+    planes, command = [], None
+    with pytest.raises(StopIteration):
+        while True:
+            event = gen.send(command)
+            command = PreviewPlane(1) if isinstance(event, Step) and event.step == 2 else None
+            if isinstance(event, Preview):
+                planes.append(event.plane)
+    assert planes[0] == 0 and planes[-1] == 1 and 1 not in planes[:1]
 
 
 def test_same_seed_same_model(tiny_config):
@@ -104,12 +119,12 @@ def test_continue_a_stopped_run_and_fine_tune_a_finished_one(monkeypatch):
         config=config,
         callback=lambda e: STOP if isinstance(e, Step) and e.step >= 4 else None,
     )
-    assert stopped.summary["steps"] < 12 and stopped.optimizer_state is not None
+    assert stopped.summary.steps < 12 and stopped.optimizer_state is not None
     resumed = train(image, init=stopped)
-    assert resumed.summary["steps"] == 12 and resumed.completed  # the same run, finished
-    assert stopped.summary["steps"] < 12  # the input model was not changed
+    assert resumed.summary.steps == 12 and resumed.completed  # the same run, finished
+    assert stopped.summary.steps < 12  # the input model was not changed
     again = train(image, init=resumed, steps=3)
-    assert again.summary["steps"] == 3  # a finished run is fine-tuned in a new run
+    assert again.summary.steps == 3  # a finished run is fine-tuned in a new run
     with pytest.raises(ValueError, match="different network"):
         train(image, init=resumed, features=16)
 
@@ -157,7 +172,7 @@ def test_lazy_inputs_are_read_patch_by_patch():
 
     stack = (np.random.default_rng(0).random((5, 40, 40)) * 1000).astype(np.uint16)
     model = train(Recording(stack), steps=3, time_budget=None, **TINY)
-    assert reads and model.summary["trained_on"]["shape"] == [5, 40, 40]
+    assert reads and model.summary.trained_on["shape"] == [5, 40, 40]
     lazy = da.from_array(stack, chunks=(1, 40, 40))
     np.testing.assert_allclose(model.denoise(lazy), model.denoise(stack), atol=1e-4)
 
