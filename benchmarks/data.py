@@ -38,11 +38,53 @@ def add_noise(clean: np.ndarray, noise: str, seed: int) -> tuple[np.ndarray, flo
     if noise == "poisson":  # peak 30 photons: strong shot noise
         peak = 30.0
         return (rng.poisson(clean / 255.0 * peak) / peak * 255.0).astype(np.float32), None
+    if noise.startswith("corr"):
+        return (clean + correlated_noise(noise, clean.shape, rng)).astype(np.float32), None
     raise ValueError(noise)
 
 
+def correlated_noise(spec: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise correlated along one axis, as a line-scanning confocal's.
+
+    ``corr{x|y}{rho}s{sigma}``: white noise filtered by the 2 taps
+    ``[1, a] / sqrt(1 + a**2)`` along X or Y, with ``a`` chosen so that the
+    lag-1 correlation is ``rho`` (at most 0.5) and the std stays ``sigma``
+    (0-255 scale). ``corrx2s25`` is the issue's recipe: sigma 25 averaged over
+    2 horizontal taps (``rho`` 0.5, std 17.7).
+    """
+    axis = {"x": -1, "y": -2}[spec[4]]
+    body = spec[5:]
+    rho_text, _, sigma_text = body.partition("s")
+    sigma = float(sigma_text)
+    white = rng.normal(0.0, sigma, shape)
+    if rho_text == "2":  # plain 2-tap average
+        return (white + np.roll(white, 1, axis)) / 2.0
+    rho = float(rho_text)
+    if not 0 <= rho <= 0.5:
+        raise ValueError(f"{spec}: a 2-tap filter gives a lag-1 correlation in [0, 0.5]")
+    a = (1 - np.sqrt(1 - 4 * rho * rho)) / (2 * rho) if rho > 0 else 0.0
+    return (white + a * np.roll(white, 1, axis)) / np.sqrt(1 + a * a)
+
+
+class _selection:
+    """Which files of a sorted list ``:N`` (the first N) or ``:A-B`` (1-based) picks."""
+
+    def __init__(self, count: str) -> None:
+        first, _, last = count.partition("-")
+        if not count:
+            self.lo, self.hi = 0, None
+        elif last:
+            self.lo, self.hi = int(first) - 1, int(last)
+        else:
+            self.lo, self.hi = 0, int(first)
+
+    def __contains__(self, i: int) -> bool:
+        return i >= self.lo and (self.hi is None or i < self.hi)
+
+
 def load_cases(spec: str, noises: list[str], seed: int = 0) -> list[Case]:
-    """``spec``: comma list of ``camera``, ``set12[:N]``, ``bsd68[:N]``, ``fmd[:N]``, ``w2s[:N]``.
+    """``spec``: comma list of ``camera``, ``set12[:N]``, ``bsd68[:N]``, ``fmd[:N]``, ``w2s[:N]``
+    (``name:A-B`` takes files A to B, 1-based, of the sorted list).
 
     ``fmd-stack[:N]`` and ``w2s-stack[:N]`` give the same images as one
     ``(N, Y, X)`` stack case: trained on together, scored over all planes.
@@ -50,7 +92,7 @@ def load_cases(spec: str, noises: list[str], seed: int = 0) -> list[Case]:
     cases: list[Case] = []
     for item in spec.split(","):
         name, _, count = item.partition(":")
-        n = int(count) if count else None
+        picked = _selection(count)
         if name.endswith("-stack"):
             planes = load_cases(f"{name[:-6]}:{count}" if count else name[:-6], noises, seed)
             if planes:
@@ -60,15 +102,15 @@ def load_cases(spec: str, noises: list[str], seed: int = 0) -> list[Case]:
         if name == "camera":
             from skimage import data
 
-            cleans = [("camera", data.camera().astype(np.float32))]
+            cleans = [(0, "camera", data.camera().astype(np.float32))]
         elif name in ("set12", "bsd68"):
-            files = sorted((SHARED / name).glob("*.png"))[:n]
-            cleans = [(f"{name}/{f.stem}", _png(f)) for f in files]
+            files = sorted((SHARED / name).glob("*.png"))
+            cleans = [(i, f"{name}/{f.stem}", _png(f)) for i, f in enumerate(files) if i in picked]
         elif name in ("fmd", "w2s"):
             files = sorted((SHARED / name / "noisy").glob("*.png"))
             if name == "w2s":  # one channel per field of view, spread over the test split
                 files = [f for f in files if f.stem.endswith("_0")]
-            for f in files[:n]:
+            for f in (f for i, f in enumerate(files) if i in picked):
                 clean = _png(SHARED / name / "gt" / f.name)
                 cases.append(Case(f"{name}/{f.stem}", name, "real", clean, _png(f), None))
             if not files:
@@ -78,7 +120,7 @@ def load_cases(spec: str, noises: list[str], seed: int = 0) -> list[Case]:
             raise ValueError(f"unknown data set {name!r}")
         if not cleans:
             print(f"skipping {name}: no data under {SHARED / name}")
-        for i, (label, clean) in enumerate(cleans):
+        for i, label, clean in cleans:  # the noise seed follows the file, not the selection
             for noise in noises:
                 noisy, sigma = add_noise(clean, noise, seed + i)
                 cases.append(Case(f"{label} {noise}", name, noise, clean, noisy, sigma))

@@ -45,7 +45,7 @@ stack = np.load(sys.argv[1], mmap_mode="r")
 model = train(stack, time_budget=float(sys.argv[3]), depth=2, features=4, device="cpu")
 model.save(sys.argv[2])
 time.sleep(0.1)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, model.summary["steps"], peak[0])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, model.summary.steps, peak[0])
 """
 
 _DENOISE = _SAMPLER + """

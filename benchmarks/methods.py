@@ -35,8 +35,17 @@ def b2u(case, budget: float, **overrides) -> dict[str, np.ndarray]:
     """Outputs of all three modes from one training run, plus run info."""
     model = train(case.noisy, time_budget=budget, device="cpu", **overrides)
     out = {mode: model.denoise(case.noisy, mode=mode) for mode in ("weighted", "blind", "visible")}
-    out["_steps"] = model.summary["steps"]
+    out["_steps"] = model.summary.steps
     return out
+
+
+def b2u_struct(case, budget: float, **overrides) -> dict[str, np.ndarray]:
+    """B2U with a structured blind spot along X (`benchmarks.structured`), no sub-sampling."""
+    from benchmarks.structured import structured_blind_spot
+
+    with structured_blind_spot():
+        out = b2u(case, budget, **{"decorrelate": "off", **overrides})
+    return {f"struct-{k}" if not k.startswith("_") else k: v for k, v in out.items()}
 
 
 def bm3d(case, budget: float | None = None) -> dict[str, np.ndarray]:
@@ -170,4 +179,11 @@ def supervised(case, budget: float, **overrides) -> dict[str, np.ndarray]:
     return {"supervised": _predict(net, case, mean, std), "_steps": steps}
 
 
-METHODS = {"b2u": b2u, "bm3d": bm3d, "careamics": careamics, "n2v": n2v, "supervised": supervised}
+METHODS = {
+    "b2u": b2u,
+    "b2u_struct": b2u_struct,
+    "bm3d": bm3d,
+    "careamics": careamics,
+    "n2v": n2v,
+    "supervised": supervised,
+}

@@ -1,9 +1,11 @@
-"""Speed and memory: training throughput and achieved GFLOP/s against the
-measured fp32 matmul peak, inference throughput, peak RSS of tiled inference.
+"""Speed and memory: training steps and achieved GFLOP/s against the machine's
+measured matmul peak *of the precision each runs in* (fp32 and bf16),
+inference throughput, the self-ensemble's cost, 3D steps, and peak memory.
 
     python -m benchmarks.speed [--threads 2] [--quick]
 
-Writes benchmarks/results/<date>-<host>-speed.{json,md}.
+Writes benchmarks/results/<date>-<host>-speed.{json,md}. Run it on an idle
+machine: every figure is wall-clock.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from napari_b2u.config import TrainConfig
 from napari_b2u.core import UNet
+from napari_b2u.engine.device import memory_format
+from napari_b2u.engine.precision import Precision, cpu_has_fast_bf16
 from napari_b2u.engine.training import b2u_forward
 
 RESULTS = Path(__file__).parent / "results"
+PRECISIONS = ("fp32", "bf16")
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """Measured fp32 matmul GFLOP/s (the machine's practical peak)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """Measured matmul GFLOP/s in ``dtype`` (the machine's practical peak for it)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     t0 = time.perf_counter()
     for _ in range(repeats):
@@ -38,18 +43,28 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def training_step(config: TrainConfig, steps: int = 20) -> dict:
-    """Seconds per B2U training step, its FLOPs and input megapixels per second."""
+def _net(config: TrainConfig, layout: torch.memory_format | None = None) -> UNet:
     torch.manual_seed(0)
-    net = UNet(1, features=config.features, depth=config.depth).to(memory_format=torch.channels_last)
+    z_pool = 1 if config.spatial_dims == 3 else 0
+    net = UNet(1, features=config.features, depth=config.depth, dims=config.spatial_dims, z_pool=z_pool)
+    return net.to(memory_format=layout or memory_format(net))
+
+
+def training_step(config: TrainConfig, precision: str, steps: int = 20, layout=None) -> dict:
+    """Seconds per B2U training step in ``precision``, its FLOPs, GFLOP/s."""
+    net = _net(config, layout)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    y = torch.randn(config.batch_size, 1, config.patch_size, config.patch_size)
+    shape = (config.patch_size,) * 2 if config.spatial_dims == 2 else (config.patch_depth, config.patch_size, config.patch_size)
+    y = torch.randn(config.batch_size, 1, *shape)
+    prec = Precision(precision, "cpu")
+    scaler = prec.scaler()
 
     def step():
-        loss, _, _ = b2u_forward(net, y, 2.0, config)
+        loss, _, _ = b2u_forward(net, y, 2.0, config, prec)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     with FlopCounterMode(display=False) as counter:
         step()
@@ -60,25 +75,31 @@ def training_step(config: TrainConfig, steps: int = 20) -> dict:
         step()
     sec = (time.perf_counter() - t0) / steps
     flops = counter.get_total_flops()
+    keys = ("cell", "depth", "features", "patch_size", "batch_size", "spatial_dims", "mask_z")
     return {
-        "config": {k: getattr(config, k) for k in ("cell", "depth", "features", "patch_size", "batch_size")},
+        "config": {k: getattr(config, k) for k in keys},
+        "precision": precision,
+        "layout": str(layout or memory_format(net)).replace("torch.", ""),
         "s_per_step": round(sec, 4),
+        "steps_per_s": round(1 / sec, 2),
         "gflop_per_step": round(flops / 1e9, 2),
         "gflops": round(flops / sec / 1e9, 1),
-        "input_mpx_per_s": round(config.batch_size * config.patch_size**2 / sec / 1e6, 4),
     }
 
 
-def inference(size: int, mode: str, config: TrainConfig) -> dict:
-    from napari_b2u.engine.inference import denoise_plane
+def inference(size: int, mode: str, config: TrainConfig, precision: str, ensemble: bool = False) -> dict:
+    """Seconds to denoise one ``size`` x ``size`` plane (default tiling)."""
+    from napari_b2u.engine.inference import denoise_ensemble
 
-    net = UNet(1, features=config.features, depth=config.depth).eval().to(memory_format=torch.channels_last)
+    net = _net(config).eval()
     x = np.random.default_rng(0).normal(size=(1, size, size)).astype(np.float32)
-    denoise_plane(net, x[:, :64, :64], mode=mode, cell=config.cell, lam=20, device=torch.device("cpu"))
+    kwargs = dict(mode=mode, cell=config.cell, lam=20, device=torch.device("cpu"), precision=Precision(precision, "cpu"))
+    denoise_ensemble(net, x[:, :64, :64], **kwargs)
     t0 = time.perf_counter()
-    denoise_plane(net, x, mode=mode, cell=config.cell, lam=20, device=torch.device("cpu"))
+    denoise_ensemble(net, x, ensemble=ensemble, **kwargs)
     sec = time.perf_counter() - t0
-    return {"size": size, "mode": mode, "seconds": round(sec, 3), "mpx_per_s": round(size * size / sec / 1e6, 3)}
+    return {"size": size, "mode": mode, "precision": precision, "ensemble": ensemble,
+            "seconds": round(sec, 3), "mpx_per_s": round(size * size / sec / 1e6, 3)}  # fmt: skip
 
 
 _RSS_SCRIPT = """
@@ -90,24 +111,55 @@ image = np.lib.format.open_memmap(sys.argv[2], mode='w+', dtype=np.uint16, shape
 image[:] = 1000
 del image
 image = np.load(sys.argv[2], mmap_mode='r')
-net = UNet(1, features=32, depth=4)
-model = Model(net, TrainConfig(), np.array([1000.0]), np.array([100.0]))
+dims = int(sys.argv[4])
+net = UNet(1, features=16, depth=4, dims=dims, z_pool=1 if dims == 3 else 0)
+config = TrainConfig(spatial_dims=dims)
+model = Model(net, config, np.array([1000.0]), np.array([100.0]))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-out = model.denoise(image, mode=sys.argv[3], device='cpu')
+out = model.denoise(image, axes='ZYX' if dims == 3 else None, mode=sys.argv[3], device='cpu')
 print(before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
-def peak_rss(shape: str, mode: str, tmp: Path) -> dict:
+def peak_rss(shape: str, mode: str, tmp: Path, dims: int = 2) -> dict:
     """Peak RSS (MB) of denoising a memory-mapped uint16 image in a fresh process."""
     path = tmp / f"rss-{shape}.npy"
     t0 = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, shape, str(path), mode],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, shape, str(path), mode, str(dims)],
+                            capture_output=True, text=True, check=True)  # fmt: skip
     path.unlink(missing_ok=True)
     before, after = (float(v) for v in result.stdout.split())
-    return {"shape": shape, "mode": mode, "peak_rss_mb": round(after), "rss_before_mb": round(before),
-            "seconds": round(time.perf_counter() - t0, 1)}
+    return {"shape": shape, "mode": mode, "spatial_dims": dims, "peak_rss_mb": round(after),
+            "rss_before_mb": round(before), "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+
+
+def table(report: dict) -> str:
+    peaks = report["matmul_peak_gflops"]
+    lines = [
+        f"matmul peak: fp32 {peaks['fp32']} GFLOP/s, bf16 {peaks['bf16']} GFLOP/s "
+        f"({peaks['bf16'] / peaks['fp32']:.1f}x); fast bf16 detected: {report['fast_bf16']}",
+        "",
+        "| config | precision | layout | s/step | steps/s | GFLOP/step | GFLOP/s | of its peak | vs fp32 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    fp32 = {json.dumps(t["config"]) + t["layout"]: t for t in report["training"] if t["precision"] == "fp32"}
+    for t in report["training"]:
+        base = fp32.get(json.dumps(t["config"]) + t["layout"])
+        ratio = f"{base['s_per_step'] / t['s_per_step']:.2f}x" if base else "-"
+        c = t["config"]
+        name = f"{c['spatial_dims']}D cell {c['cell']}, depth {c['depth']}, {c['features']} f, patch {c['patch_size']}, batch {c['batch_size']}"
+        if c["spatial_dims"] == 3:
+            name += ", mask Z" if c["mask_z"] else ", mask YX"
+        lines.append(f"| {name} | {t['precision']} | {t['layout']} | {t['s_per_step']} | {t['steps_per_s']} | "
+                     f"{t['gflop_per_step']} | {t['gflops']} | {t['fraction_of_peak']:.0%} | {ratio} |")  # fmt: skip
+    lines += ["", "| inference | precision | ensemble | seconds | Mpx/s |", "|---|---|---|---|---|"]
+    for i in report["inference"]:
+        lines.append(f"| {i['size']}² {i['mode']} | {i['precision']} | {i['ensemble']} | {i['seconds']} | {i['mpx_per_s']} |")
+    if "memory" in report:
+        lines += ["", "| memory | mode | peak RSS MB | seconds |", "|---|---|---|---|"]
+        for m in report["memory"]:
+            lines.append(f"| {m['shape']} uint16 ({m['spatial_dims']}D) | {m['mode']} | {m['peak_rss_mb']} | {m['seconds']} |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
@@ -120,20 +172,35 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     base = TrainConfig()
     report = {"threads": args.threads, "torch": torch.__version__, "host": socket.gethostname(),
-              "matmul_peak_gflops": round(matmul_peak(), 1)}
-    report["training"] = [training_step(base.replace(**o)) for o in (
-        {}, {"cell": 4}, {"depth": 5, "features": 48}, {"features": 16}, {"depth": 3}, {"patch_size": 128, "batch_size": 1})]
+              "fast_bf16": cpu_has_fast_bf16(),
+              "matmul_peak_gflops": {"fp32": round(matmul_peak(torch.float32), 1),
+                                     "bf16": round(matmul_peak(torch.bfloat16), 1)}}  # fmt: skip
+    configs = [{}, {"features": 32}, {"features": 48}, {"cell": 4}, {"depth": 5, "features": 48},
+               {"patch_size": 96}, {"batch_size": 8}]  # fmt: skip
+    report["training"] = [training_step(base.replace(**o), p) for o in configs for p in PRECISIONS]
+    vol = base.replace(spatial_dims=3, patch_size=32, patch_depth=16)
+    for mask_z in (True, False):
+        for p in PRECISIONS:
+            report["training"].append(training_step(vol.replace(mask_z=mask_z), p, steps=5))
+    for p in PRECISIONS:  # is channels_last_3d faster for 3D?
+        report["training"].append(training_step(vol, p, steps=5, layout=torch.channels_last_3d))
     for t in report["training"]:
-        t["fraction_of_peak"] = round(t["gflops"] / report["matmul_peak_gflops"], 3)
-    report["inference"] = [inference(512, m, base) for m in ("visible", "weighted")]
+        t["fraction_of_peak"] = round(t["gflops"] / report["matmul_peak_gflops"][t["precision"]], 3)
+    report["inference"] = [inference(512, m, base, p) for m in ("visible", "weighted") for p in PRECISIONS]
+    report["inference"] += [inference(512, "visible", base, p, ensemble=True) for p in PRECISIONS]
+    report["inference"] += [inference(4096, "visible", base, p) for p in PRECISIONS]
     if not args.quick:
         with tempfile.TemporaryDirectory() as tmp:
-            report["memory"] = [peak_rss("4096x4096", "weighted", Path(tmp)), peak_rss("200x512x512", "visible", Path(tmp))]
+            report["memory"] = [peak_rss("4096x4096", "weighted", Path(tmp)),
+                                peak_rss("200x512x512", "visible", Path(tmp)),
+                                peak_rss("64x1024x1024", "visible", Path(tmp), dims=3)]  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / f"{datetime.date.today()}-{socket.gethostname()}-speed"
     report["command"] = "python -m benchmarks.speed " + " ".join(argv or sys.argv[1:])
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
+    md = f"# speed\n\nCommand: `{report['command']}`; torch {report['torch']}, {args.threads} threads, CPU.\n\n{table(report)}\n"
+    stem.with_suffix(".md").write_text(md)
+    print(md)
 
 
 if __name__ == "__main__":
