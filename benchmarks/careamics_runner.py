@@ -30,6 +30,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patch", type=int, default=64)
     p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--volume", action="store_true", help="N2V in 3D: the input is Z x Y x X")
+    p.add_argument("--patch-depth", type=int, default=16)
     args = p.parse_args()
 
     import torch
@@ -39,13 +41,16 @@ def main() -> None:
     from careamics.config import create_advanced_n2v_config
 
     image = np.load(args.input).astype(np.float32)
-    axes = "YX" if image.ndim == 2 else "SYX"
+    if args.volume:  # CAREamics' "Enable 3D": Z patches too
+        axes, patch = "ZYX", [args.patch_depth, args.patch, args.patch]
+    else:
+        axes, patch = ("YX" if image.ndim == 2 else "SYX"), [args.patch, args.patch]
     seconds = int(round(args.budget))
     config = create_advanced_n2v_config(
         experiment_name="bench",
         data_type="array",
         axes=axes,
-        patch_size=[args.patch, args.patch],
+        patch_size=patch,
         batch_size=args.batch,
         num_epochs=100000,
         num_workers=0,
@@ -63,8 +68,13 @@ def main() -> None:
         careamist.trainer.save_checkpoint(final)
         # CAREamics predicts whole images only when each side is a multiple of
         # 2**depth; otherwise its error message asks for tiling, as a user would.
-        fits = all(s % 4 == 0 for s in image.shape[-2:])
-        tiles = {} if fits else {"tile_size": (256, 256), "tile_overlap": (48, 48)}
+        fits = all(s % 4 == 0 for s in image.shape[-2:]) and not args.volume
+        if fits:
+            tiles = {}
+        elif args.volume:
+            tiles = {"tile_size": (16, 64, 64), "tile_overlap": (8, 32, 32)}
+        else:
+            tiles = {"tile_size": (256, 256), "tile_overlap": (48, 48)}
         pred, _ = careamist.predict(image, axes=axes, checkpoint=final, **tiles)
     out = np.asarray(pred[0] if isinstance(pred, list) else pred, np.float32).reshape(image.shape)
     np.save(args.output, out)

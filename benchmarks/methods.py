@@ -32,9 +32,12 @@ from napari_b2u.engine.training import run_progress
 
 
 def b2u(case, budget: float, **overrides) -> dict[str, np.ndarray]:
-    """Outputs of all three modes from one training run, plus run info."""
-    model = train(case.noisy, time_budget=budget, device="cpu", **overrides)
-    out = {mode: model.denoise(case.noisy, mode=mode) for mode in ("weighted", "blind", "visible")}
+    """Outputs of all three modes and the visible self-ensemble from one
+    training run, plus run info. Volumes (``spatial_dims=3``) need ``ZYX``."""
+    axes = "ZYX" if overrides.get("spatial_dims") == 3 else None
+    model = train(case.noisy, axes=axes, **{"time_budget": budget, "device": "cpu", **overrides})
+    out = {mode: model.denoise(case.noisy, axes=axes, mode=mode) for mode in ("weighted", "blind", "visible")}
+    out["visible-ensemble"] = model.denoise(case.noisy, axes=axes, mode="visible", ensemble=True)
     out["_steps"] = model.summary.steps
     return out
 
@@ -68,7 +71,13 @@ class MethodUnavailable(RuntimeError):
 CAREAMICS_PYTHON = Path(__file__).resolve().parents[1] / ".venv-careamics" / "bin" / "python"
 
 
-def careamics(case, budget: float, threads: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+def careamics3d(case, budget: float, threads: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    """CAREamics N2V in 3D ("Enable 3D", Z patches of 16) on a Z x Y x X volume."""
+    out = careamics(case, budget, threads, seed, volume=True)
+    return {"careamics3d": out.pop("careamics"), **out}
+
+
+def careamics(case, budget: float, threads: int = 2, seed: int = 0, volume: bool = False) -> dict[str, np.ndarray]:
     """CAREamics N2V with its defaults, our patch (64) and batch (4), ``budget`` s of training."""
     python = Path(os.environ.get("CAREAMICS_PYTHON", CAREAMICS_PYTHON))
     if not python.exists():
@@ -81,7 +90,7 @@ def careamics(case, budget: float, threads: int = 2, seed: int = 0) -> dict[str,
         src, dst = Path(tmp, "in.npy"), Path(tmp, "out.npy")
         np.save(src, case.noisy.astype(np.float32))
         cmd = [str(python), str(runner), str(src), str(dst), "--budget", str(budget),
-               "--threads", str(threads), "--seed", str(seed)]
+               "--threads", str(threads), "--seed", str(seed)] + (["--volume"] if volume else [])
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         if done.returncode != 0:
             sys.stderr.write(done.stderr[-4000:])
@@ -184,6 +193,7 @@ METHODS = {
     "b2u_struct": b2u_struct,
     "bm3d": bm3d,
     "careamics": careamics,
+    "careamics3d": careamics3d,
     "n2v": n2v,
     "supervised": supervised,
 }

@@ -79,7 +79,7 @@ def run(args) -> list[dict]:
         for method in args.methods.split(","):
             if method in unavailable:
                 continue
-            extra = {"threads": args.threads, "seed": args.seed} if method == "careamics" else {}
+            extra = {"threads": args.threads, "seed": args.seed} if method.startswith("careamics") else {}
             runs = [("default", {})] if method == "bm3d" else variants if method == "b2u" else [("default", {})]
             for variant, overrides in runs:
                 for budget in [None] if method == "bm3d" else budgets:

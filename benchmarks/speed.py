@@ -91,9 +91,10 @@ def inference(size: int, mode: str, config: TrainConfig, precision: str, ensembl
     """Seconds to denoise one ``size`` x ``size`` plane (default tiling)."""
     from napari_b2u.engine.inference import denoise_ensemble
 
-    net = _net(config).eval()
+    prec = Precision(precision, "cpu")
+    net = prec.for_inference(_net(config).eval())  # as Model.denoise runs it
     x = np.random.default_rng(0).normal(size=(1, size, size)).astype(np.float32)
-    kwargs = dict(mode=mode, cell=config.cell, lam=20, device=torch.device("cpu"), precision=Precision(precision, "cpu"))
+    kwargs = dict(mode=mode, cell=config.cell, lam=20, device=torch.device("cpu"), precision=prec)
     denoise_ensemble(net, x[:, :64, :64], **kwargs)
     t0 = time.perf_counter()
     denoise_ensemble(net, x, ensemble=ensemble, **kwargs)
@@ -182,8 +183,8 @@ def main(argv=None) -> None:
     for mask_z in (True, False):
         for p in PRECISIONS:
             report["training"].append(training_step(vol.replace(mask_z=mask_z), p, steps=5))
-    for p in PRECISIONS:  # is channels_last_3d faster for 3D?
-        report["training"].append(training_step(vol, p, steps=5, layout=torch.channels_last_3d))
+    for p in PRECISIONS:  # is channels_last_3d (the default for 3D) faster than the plain layout?
+        report["training"].append(training_step(vol, p, steps=5, layout=torch.contiguous_format))
     for t in report["training"]:
         t["fraction_of_peak"] = round(t["gflops"] / report["matmul_peak_gflops"][t["precision"]], 3)
     report["inference"] = [inference(512, m, base, p) for m in ("visible", "weighted") for p in PRECISIONS]

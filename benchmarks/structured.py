@@ -25,11 +25,14 @@ import torch.nn.functional as F
 _ROWS_ONLY = ((0.5, 1.0, 0.5), (0.0, 0.0, 0.0), (0.5, 1.0, 0.5))
 
 
-def structured_masker(y: torch.Tensor, cell: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+def structured_masker(
+    y: torch.Tensor, cell: int = 2, *, planar: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Like `napari_b2u.core.global_masker`, hiding each phase's X-neighbours too.
 
     Returns the masked volume and the *mapper's* masks (the phase pixels only),
-    so `global_mapper` and the loss are unchanged.
+    so `global_mapper` and the loss are unchanged. Images only (``planar`` is
+    accepted for the masker's signature).
     """
     n, c, h, w = y.shape
     k = cell * cell

@@ -3,28 +3,53 @@
 Run from the repository root under a (virtual) display:
 
     xvfb-run -a python docs/make_screenshots.py [--minutes 0.5]
+
+The results are shown the way to judge them: noisy and denoised side by
+side (napari's grid mode) at a zoom where the difference can be seen, and
+the residual.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import napari
-from qtpy.QtWidgets import QApplication
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from napari_smoke import wait_until  # noqa: E402
 
 OUT = Path(__file__).parent / "images"
+NOISY, DENOISED = "cells (noisy)", "cells (noisy) [B2U]"
 
 
-def wait(predicate, timeout=600.0):
-    import time
+def grid(viewer):
+    """The grid settings (``viewer.canvas.grid`` from napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
-    end = time.monotonic() + timeout
-    while not predicate():
-        QApplication.processEvents()
-        time.sleep(0.02)
-        if time.monotonic() > end:
-            raise TimeoutError
+
+def side_by_side(viewer, names: list[str], zoom: float) -> None:
+    """Only ``names`` (the other layers removed), in a grid, zoomed on the centre."""
+    for name in [layer.name for layer in viewer.layers if layer.name not in names]:
+        viewer.layers.remove(name)
+    for layer in viewer.layers:
+        layer.visible = True
+    grid(viewer).enabled = True
+    grid(viewer).shape = (1, len(names))
+    settle()
+    viewer.reset_view()
+    settle()
+    viewer.camera.zoom *= zoom
+    settle()
+
+
+def settle() -> None:
+    """Let the canvas apply a change before the next one (an event-loop pass)."""
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
 
 
 def main() -> None:
@@ -34,27 +59,34 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
 
     viewer = napari.Viewer(title="napari-b2u")
-    viewer.window.resize(1500, 950)
+    viewer.window.resize(1900, 1000)
     viewer.open_sample("napari-b2u", "noisy_stack")
     _, train = viewer.window.add_plugin_dock_widget("napari-b2u", "Train Blind2Unblind")
-    train.image.value = viewer.layers["cells (noisy)"]
+    train.image.value = viewer.layers[NOISY]
     train.minutes.value = args.minutes
+    wait_until(lambda: train.noise is not None, "the noise check")
     train.train_button.click()
     viewer.reset_view()
-    wait(lambda: train.plot.n_points > 20 and "cells (noisy) [B2U preview]" in viewer.layers)
+    wait_until(
+        lambda: train.plot.n_points > 20 and f"{NOISY} [B2U preview]" in viewer.layers,
+        "the loss plot and the preview",
+    )
     viewer.screenshot(str(OUT / "train_widget_running.png"), canvas_only=False)
-    wait(lambda: train.state == "idle")
-    viewer.layers["cells (noisy) [B2U preview]"].visible = False
-    viewer.layers["cells (noisy)"].visible = False
+    wait_until(lambda: train.state == "idle" and DENOISED in viewer.layers, "the result")
+    side_by_side(viewer, [NOISY, DENOISED], zoom=2.0)
     viewer.screenshot(str(OUT / "train_widget_done.png"), canvas_only=False)
+    train.residual_button.click()
+    side_by_side(viewer, [NOISY, f"{NOISY} [B2U residual]"], zoom=2.0)
+    viewer.screenshot(str(OUT / "train_widget_residual.png"), canvas_only=False)
 
     viewer.window.remove_dock_widget("all")
     _, apply = viewer.window.add_plugin_dock_widget(
         "napari-b2u", "Denoise with Blind2Unblind model"
     )
-    viewer.layers["cells (noisy) [B2U]"].visible = False
-    viewer.layers["cells (noisy)"].visible = True
-    QApplication.processEvents()
+    grid(viewer).enabled = False
+    for layer in viewer.layers:
+        layer.visible = layer.name == NOISY
+    viewer.reset_view()
     viewer.screenshot(str(OUT / "denoise_widget.png"), canvas_only=False)
     viewer.close()
 

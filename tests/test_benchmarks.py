@@ -24,7 +24,8 @@ def test_quality_run_writes_rows_and_skips_missing_careamics(tmp_path, monkeypat
     (result,) = tmp_path.glob("*-t.json")
     rows = json.loads(result.read_text())["rows"]
     assert {(r["method"], r["output"]) for r in rows} == {
-        ("b2u", "weighted"), ("b2u", "blind"), ("b2u", "visible"), ("bm3d", "bm3d"), ("n2v", "n2v")}
+        ("b2u", "weighted"), ("b2u", "blind"), ("b2u", "visible"), ("b2u", "visible-ensemble"),
+        ("bm3d", "bm3d"), ("n2v", "n2v")}
     bm3d_row = next(r for r in rows if r["method"] == "bm3d")
     assert bm3d_row["psnr"] > bm3d_row["psnr_noisy"] + 5  # BM3D with the true sigma really denoises
     assert all(r["threads"] == 2 and r["device"] == "cpu" for r in rows)

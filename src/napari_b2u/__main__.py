@@ -33,9 +33,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from napari_b2u.engine import read_metadata
+    from napari_b2u import api
 
-    print(json.dumps(read_metadata(args.model), indent=2))
+    print(json.dumps(api.read_metadata(args.model), indent=2))
     return 0
 
 
@@ -56,17 +56,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from napari_b2u import api
-    from napari_b2u.engine.images import open_image
 
     model = api.load_model(args.model)
-    image = open_image(args.image) if args.image else None
+    image, axes = api.read_image(args.image) if args.image else (None, None)
     out = model.export_bioimageio(
         args.out,
         name=args.name,
         authors=args.authors,
         description=args.description,
-        image=image.data if image else None,
-        axes=args.axes or (image.axes if image else None),
+        image=image,
+        axes=args.axes or axes,
         test=args.test,
     )
     log.info("bioimage.io package written to %s", out)
@@ -75,12 +74,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from napari_b2u import api
-    from napari_b2u.engine.images import open_image
 
-    noisy = open_image(args.noisy)
-    axes = args.axes or noisy.axes
-    denoised = open_image(args.denoised).data if args.denoised else None
-    report = api.noise_report(noisy.data, denoised, axes)
+    noisy, file_axes = api.read_image(args.noisy)
+    denoised = api.read_image(args.denoised)[0] if args.denoised else None
+    report = api.noise_report(noisy, denoised, args.axes or file_axes)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     else:

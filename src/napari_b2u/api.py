@@ -44,11 +44,13 @@ from napari_b2u.engine import (
     Step,
     StopReason,
     TrainingSummary,
+    read_metadata,
     run_to_end,
     train_events,
 )
 from napari_b2u.engine import load_model as _load_model
 from napari_b2u.engine import noise_report as _noise_report
+from napari_b2u.engine.images import open_image
 from napari_b2u.progress import BatchBars
 
 __all__ = [
@@ -78,6 +80,8 @@ __all__ = [
     "load_model",
     "noise_report",
     "plan_files",
+    "read_image",
+    "read_metadata",
     "train",
     "train_files",
 ]
@@ -366,6 +370,25 @@ def denoise_files(
         )
     finally:
         bars.close()
+
+
+def read_image(path: str | os.PathLike) -> tuple[Any, str | None]:
+    """Open an image file as the batch functions do: lazily where the format
+    allows (memory-mapped TIFF and ``.npy``, zarr).
+
+    Parameters
+    ----------
+    path : path
+        TIFF / OME-TIFF, PNG/JPEG/BMP, ``.npy`` or ``.zarr``.
+
+    Returns
+    -------
+    data, axes
+        The (possibly lazy) array and its axes as the file names them
+        (``None`` when the format does not say).
+    """
+    image = open_image(path)
+    return image.data, image.axes
 
 
 def plan_files(

@@ -362,11 +362,11 @@ Image Denoising with Visible Blind Spots. CVPR 2022.
 
 
 # ---------------------------------------------------------------- import
-def read_package(path: str | os.PathLike) -> Model:
-    """The model inside a bioimage.io package written by napari-b2u."""
+def read_package(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The model inside a bioimage.io package written by napari-b2u, as the
+    ``(tensors, metadata)`` of a model file (`Model.from_tensors` builds it)."""
     import yaml
 
-    from napari_b2u.engine.model import Model
     from napari_b2u.engine.modelfile import read_model_bytes
 
     path = Path(path)
@@ -375,8 +375,7 @@ def read_package(path: str | os.PathLike) -> Model:
             rdf = yaml.safe_load(_member(zf, "rdf.yaml", path))
             _check_architecture(rdf, path)
             if ATTACHMENT in zf.namelist():
-                tensors, meta = read_model_bytes(_member(zf, ATTACHMENT, path), f"{path}:{ATTACHMENT}")
-                return Model.from_tensors(tensors, meta, source=f"{path}:{ATTACHMENT}")
+                return read_model_bytes(_member(zf, ATTACHMENT, path), f"{path}:{ATTACHMENT}")
             return _from_state_dict(zf, rdf, path)
     except (zipfile.BadZipFile, yaml.YAMLError, KeyError, TypeError, StopIteration) as exc:
         raise ModelFileError(f"{path} is not a readable bioimage.io package ({exc}).") from exc
@@ -405,13 +404,13 @@ def _check_architecture(rdf: dict, path: Path) -> None:
         )
 
 
-def _from_state_dict(zf: zipfile.ZipFile, rdf: dict, path: Path) -> Model:
+def _from_state_dict(
+    zf: zipfile.ZipFile, rdf: dict, path: Path
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Without our attachment: the state dict (tensors only, never a pickle of
-    anything else), the normalisation from the pre-processing, our config."""
+    anything else), the normalisation from the pre-processing, our config;
+    returned in the model file's layout."""
     import pickle
-
-    from napari_b2u.config import TrainConfig
-    from napari_b2u.engine.model import Model
 
     entry = rdf["weights"]["pytorch_state_dict"]
     raw = _member(zf, str(entry["source"]), path)
@@ -423,21 +422,26 @@ def _from_state_dict(zf: zipfile.ZipFile, rdf: dict, path: Path) -> Model:
             f"({str(exc).splitlines()[0][:200]})."
         ) from exc
     kwargs = entry["architecture"]["kwargs"]
-    net = VisibleDenoiser(**kwargs)
-    try:
-        net.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:
-        raise ModelFileError(f"{path}: the weights do not match the architecture ({exc}).") from exc
     pre = next(
         p["kwargs"]
         for p in rdf["inputs"][0]["preprocessing"]
         if p["id"] == "fixed_zero_mean_unit_variance"
     )
-    mean = np.atleast_1d(np.asarray(pre["mean"], np.float32))
-    std = np.atleast_1d(np.asarray(pre["std"], np.float32))
-    summary = ((rdf.get("config") or {}).get("napari_b2u") or {}).get("summary")
-    config = TrainConfig(
-        depth=kwargs["depth"], features=kwargs["features"], spatial_dims=kwargs["dims"]
-    )
-    subsample = (int(kwargs.get("subsample_y", 1)), int(kwargs.get("subsample_x", 1)))
-    return Model(net.unet, config, mean, std, summary, subsample=subsample)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFileError(f"{path}: its weights are not a tensor state dict.")
+    tensors = {f"net.{k[len('unet.'):]}": v for k, v in state.items() if k.startswith("unet.")}
+    tensors["norm.mean"] = torch.tensor(np.atleast_1d(pre["mean"]), dtype=torch.float32)
+    tensors["norm.std"] = torch.tensor(np.atleast_1d(pre["std"]), dtype=torch.float32)
+    ours = (rdf.get("config") or {}).get("napari_b2u") or {}
+    network = {"in_channels": kwargs["in_channels"], "out_channels": kwargs["in_channels"],
+               "features": kwargs["features"], "depth": kwargs["depth"]}  # fmt: skip
+    if kwargs.get("dims", 2) == 3:
+        network.update(dims=3, z_pool=kwargs.get("z_pool", 0))
+    meta = {
+        "network": network,
+        "config": {"depth": kwargs["depth"], "features": kwargs["features"],
+                   "spatial_dims": kwargs.get("dims", 2)},  # fmt: skip
+        "subsample": [int(kwargs.get("subsample_y", 1)), int(kwargs.get("subsample_x", 1))],
+        "summary": ours.get("summary"),
+    }
+    return tensors, meta

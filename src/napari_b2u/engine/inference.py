@@ -3,6 +3,7 @@ plane by plane. Memory is bounded by the tile size, not the image size."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import warnings
@@ -47,17 +48,34 @@ def predict(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     precision = precision or Precision("fp32", y.device.type)
-    with precision.autocast():
+    dtype = next(net.parameters()).dtype
+    if dtype != torch.float32:  # a network converted by Precision.for_inference: no autocast
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return net(x.to(dtype, memory_format=_layout(x))).float()
+
+        context = contextlib.nullcontext()
+    else:
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return net(x).float()
+
+        context = precision.autocast()
+    with context:
         if mode == "visible":
-            return net(y).float()
+            return run(y)
         volume, masks = global_masker(y, cell, planar=planar)
         # One image's K copies at a time keeps the peak at K, not N*K, activations.
-        out = torch.cat([net(chunk).float() for chunk in volume.split(copies(y, cell, planar))])
-        visible = net(y).float() if mode == "weighted" else None
+        out = torch.cat([run(chunk) for chunk in volume.split(copies(y, cell, planar))])
+        visible = run(y) if mode == "weighted" else None
     blind = global_mapper(out, masks.float(), cell, planar=planar)
     if mode == "blind":
         return blind
     return (blind + lam * visible) / (lam + 1.0)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.ndim == 4 else torch.channels_last_3d
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:

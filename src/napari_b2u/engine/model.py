@@ -210,7 +210,7 @@ class Model:
         self.net.to(dev, memory_format=memory_format(self.net)).eval()
         yield from iter_denoised_planes(
             planes,
-            self.net,
+            resolved.for_inference(self.net),
             self.mean,
             self.std,
             mode=mode,
@@ -360,9 +360,7 @@ def load_model(path: str | os.PathLike) -> Model:
     exported by `Model.export_bioimageio` (``ModelFileError`` if unusable)."""
     from napari_b2u.engine.bioimageio import is_package, read_package
 
-    if is_package(path):
-        return read_package(path)
-    tensors, meta = read_model_file(path)
+    tensors, meta = read_package(path) if is_package(path) else read_model_file(path)
     return Model.from_tensors(tensors, meta, source=str(path))
 
 
