@@ -107,7 +107,7 @@ def _train_same_net(case, budget: float, loss_fn, config: TrainConfig) -> tuple[
     mean, std = estimate_normalization(planes)
     net = UNet(1, features=config.features, depth=config.depth).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    shape = patch_shape(planes, config.patch_size, net.multiple)
+    shape = patch_shape(planes, config.patch_yx, net.multiple)
     noisy3 = case.noisy.reshape(-1, *case.noisy.shape[-2:])
     pair = Planes(np.concatenate([noisy3, case.clean.reshape(noisy3.shape)]))  # noisy planes, then clean
     cfg = config.replace(time_budget=budget, steps=None)

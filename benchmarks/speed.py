@@ -54,7 +54,7 @@ def training_step(config: TrainConfig, precision: str, steps: int = 20, layout=N
     """Seconds per B2U training step in ``precision``, its FLOPs, GFLOP/s."""
     net = _net(config, layout)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    shape = (config.patch_size,) * 2 if config.spatial_dims == 2 else (config.patch_depth, config.patch_size, config.patch_size)
+    shape = (config.patch_yx,) * 2 if config.spatial_dims == 2 else (config.patch_depth, config.patch_yx, config.patch_yx)
     y = torch.randn(config.batch_size, 1, *shape)
     prec = Precision(precision, "cpu")
     scaler = prec.scaler()
@@ -75,7 +75,7 @@ def training_step(config: TrainConfig, precision: str, steps: int = 20, layout=N
         step()
     sec = (time.perf_counter() - t0) / steps
     flops = counter.get_total_flops()
-    keys = ("cell", "depth", "features", "patch_size", "batch_size", "spatial_dims", "mask_z")
+    keys = ("cell", "depth", "features", "patch_yx", "patch_depth", "batch_size", "spatial_dims", "mask_z")
     return {
         "config": {k: getattr(config, k) for k in keys},
         "precision": precision,
@@ -148,7 +148,7 @@ def table(report: dict) -> str:
         base = fp32.get(json.dumps(t["config"]) + t["layout"])
         ratio = f"{base['s_per_step'] / t['s_per_step']:.2f}x" if base else "-"
         c = t["config"]
-        name = f"{c['spatial_dims']}D cell {c['cell']}, depth {c['depth']}, {c['features']} f, patch {c['patch_size']}, batch {c['batch_size']}"
+        name = f"{c['spatial_dims']}D cell {c['cell']}, depth {c['depth']}, {c['features']} f, patch {c['patch_yx']}, batch {c['batch_size']}"
         if c["spatial_dims"] == 3:
             name += ", mask Z" if c["mask_z"] else ", mask YX"
         lines.append(f"| {name} | {t['precision']} | {t['layout']} | {t['s_per_step']} | {t['steps_per_s']} | "
@@ -179,7 +179,7 @@ def main(argv=None) -> None:
     configs = [{}, {"features": 32}, {"features": 48}, {"cell": 4}, {"depth": 5, "features": 48},
                {"patch_size": 96}, {"batch_size": 8}]  # fmt: skip
     report["training"] = [training_step(base.replace(**o), p) for o in configs for p in PRECISIONS]
-    vol = base.replace(spatial_dims=3, patch_size=32, patch_depth=16)
+    vol = base.replace(spatial_dims=3)  # the volume defaults: 8 x 32 x 32 patches
     for mask_z in (True, False):
         for p in PRECISIONS:
             report["training"].append(training_step(vol.replace(mask_z=mask_z), p, steps=5))

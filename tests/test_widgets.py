@@ -369,3 +369,14 @@ def test_function_commands_run_against_a_real_viewer(make_napari_viewer, tmp_pat
     # the function widgets build from their signatures
     _, fw = viewer.window.add_plugin_dock_widget("napari-b2u", "Denoise a layer with a model file (function)")
     assert fw is not None
+
+
+def test_advanced_form_round_trips_the_config_and_auto_patch_size(qtbot):
+    from napari_b2u._widgets.config_form import ConfigForm
+    from napari_b2u.api import TrainConfig
+
+    form = ConfigForm()
+    assert form["patch_size"].value == -1 and form["z_pool"].value == -1
+    assert TrainConfig(**form.values()) == TrainConfig()  # -1 is "auto": 64 planes, 32 volumes
+    form["patch_size"].value = 48
+    assert TrainConfig(**form.values()).patch_yx == 48

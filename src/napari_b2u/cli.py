@@ -6,9 +6,14 @@ import argparse
 import dataclasses
 from typing import Any
 
-from napari_b2u.config import MODES, TILE_OVERLAP, TILE_SIZE, TrainConfig
+from napari_b2u.config import MODES, PATCH_SIZE, PATCH_SIZE_3D, TILE_OVERLAP, TILE_SIZE, TrainConfig
 
 _ZERO_IS_NONE = ("steps", "time_budget")
+#: Defaults that ``None`` stands for, in words.
+_DEFAULT_TEXT = {
+    "patch_size": f"{PATCH_SIZE} for planes, {PATCH_SIZE_3D} for volumes",
+    "z_pool": "from the patch depth",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,12 +157,13 @@ def add_train_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] 
             kwargs["type"] = int
         elif field.name in ("time_budget",):
             kwargs["type"] = float
-        elif field.name == "seed":
+        elif default is None:  # seed, z_pool, patch_size: optional integers
             kwargs["type"] = int
         else:
             kwargs["type"] = type(default)
+        shown = _DEFAULT_TEXT.get(field.name, default)
         note = " (0: no limit)" if field.name in _ZERO_IS_NONE else ""
-        group.add_argument(flag, help=f"(default: {default}){note}", **kwargs)
+        group.add_argument(flag, help=f"(default: {shown}){note}", **kwargs)
 
 
 def train_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -15,6 +15,10 @@ from typing import Any
 MODES = ("weighted", "blind", "visible")
 #: Values of ``TrainConfig.precision`` (see `napari_b2u.engine.precision`).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Default Y/X side of training patches: planes, and volumes (whose patches
+#: also have ``patch_depth`` slices: 8 x 32 x 32 holds twice the pixels of 64 x 64).
+PATCH_SIZE = 64
+PATCH_SIZE_3D = 32
 #: Default tile side and overlap of tiled inference, in pixels.
 TILE_SIZE = 512
 TILE_OVERLAP = 64
@@ -52,22 +56,27 @@ class TrainConfig:
         unrelated planes); 3: volumes, with 3D blind spots and a 3D UNet (the
         axes must contain Z; T and C keep their meaning).
     patch_depth : int
-        Z side of the training patches of volumes (``spatial_dims=3``).
+        Z side of the training patches of volumes (``spatial_dims=3``); 8
+        slices train more steps in a budget and scored best on our phantom
+        (``docs/benchmarks.md``).
     z_pool : int or None
         Volumes: how many UNet levels also pool along Z (the others pool Y and
         X only, keeping the Z resolution of shallow or anisotropic stacks).
         ``None``: from the patch depth, ``log2(patch_depth) - 3`` (1 for 16).
     mask_z : bool
         Volumes: hide voxels by their (Z, Y, X) phase, ``cell**3`` masked
-        copies a step (section 10 of the method), or, when false, by their
-        (Y, X) phase in every slice, ``cell**2`` copies, with in-plane
-        interpolation: a cheaper blind spot that still sees along Z.
+        copies a step (section 10 of the method), or, when false (the
+        default), by their (Y, X) phase in every slice, ``cell**2`` copies,
+        with in-plane interpolation: a blind spot that still sees along Z and
+        costs 5 network passes a step instead of 9; it scored higher in every
+        time budget we measured.
     depth : int
         UNet depth (pooling steps); the paper uses 5.
     features : int
         UNet encoder width; the paper's 48 trains too few steps in a CPU budget.
-    patch_size : int
-        Side of the random square training patches.
+    patch_size : int or None
+        Side (Y and X) of the random square training patches; ``None``: 64
+        for planes, 32 for volumes (`patch_yx`).
     batch_size : int
         Patches per optimisation step.
     lr : float
@@ -118,12 +127,12 @@ class TrainConfig:
     lam1: float = 20.0
     t1: float = 0.4
     spatial_dims: int = 2
-    patch_depth: int = 16
+    patch_depth: int = 8
     z_pool: int | None = None
-    mask_z: bool = True
+    mask_z: bool = False
     depth: int = 4
     features: int = 16
-    patch_size: int = 64
+    patch_size: int | None = None
     batch_size: int = 4
     lr: float = 1e-3
     weight_decay: float = 1e-8
@@ -160,7 +169,7 @@ class TrainConfig:
             problems.append(f"patch_depth must be >= 2 (got {self.patch_depth})")
         if self.z_pool is not None and not 0 <= self.z_pool <= self.depth:
             problems.append(f"z_pool must be None or 0..depth (got {self.z_pool})")
-        if self.batch_size < 1 or self.patch_size < 2 * self.cell:
+        if self.batch_size < 1 or self.patch_yx < 2 * self.cell:
             problems.append(f"batch_size must be >= 1 and patch_size >= {2 * self.cell}")
         if not 0.0 <= self.t1 <= 1.0:
             problems.append(f"t1 is a fraction of training, in [0, 1] (got {self.t1})")
@@ -178,6 +187,14 @@ class TrainConfig:
             problems.append(f"mode must be one of {MODES} (got {self.mode!r})")
         if problems:
             raise ValueError("Invalid TrainConfig: " + "; ".join(problems) + ".")
+
+    @property
+    def patch_yx(self) -> int:
+        """The Y/X side of the training patches: `patch_size`, or its default
+        for the kind of data (`PATCH_SIZE` for planes, `PATCH_SIZE_3D` for volumes)."""
+        if self.patch_size is not None:
+            return self.patch_size
+        return PATCH_SIZE_3D if self.spatial_dims == 3 else PATCH_SIZE
 
     def replace(self, **overrides: Any) -> TrainConfig:
         """A copy with some fields changed; unknown names raise ``TypeError``."""

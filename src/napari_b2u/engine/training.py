@@ -129,7 +129,7 @@ def _prepare(image: Any, axes: str | None, config: TrainConfig, init: Model | No
         step, elapsed = init.summary.steps, init.summary.seconds
         if init.optimizer_state is not None:
             optimizer.load_state_dict(init.optimizer_state)
-    shape = patch_shape(planes, config.patch_size, net.multiples, subsample, config.patch_depth)
+    shape = patch_shape(planes, config.patch_yx, net.multiples, subsample, config.patch_depth)
     sampler = PatchSampler(planes, shape, mean, std, config.augment, rng, subsample)
     return _Run(
         config, planes, device, precision, threads, net, optimizer, sampler, mean, std,
