@@ -105,7 +105,7 @@ def _train_same_net(case, budget: float, loss_fn, config: TrainConfig) -> tuple[
     rng = np.random.default_rng(config.seed)
     planes = Planes(case.noisy)
     mean, std = estimate_normalization(planes)
-    net = UNet(1, features=config.features, depth=config.depth).to(memory_format=torch.channels_last)
+    net = UNet(1, features=config.features, depth=config.net_depth).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     shape = patch_shape(planes, config.patch_yx, net.multiple)
     noisy3 = case.noisy.reshape(-1, *case.noisy.shape[-2:])

@@ -80,7 +80,7 @@ def run(args) -> list[dict]:
             if method in unavailable:
                 continue
             extra = {"threads": args.threads, "seed": args.seed} if method.startswith("careamics") else {}
-            runs = [("default", {})] if method == "bm3d" else variants if method == "b2u" else [("default", {})]
+            runs = variants if method in ("b2u", "b2u_struct") else [("default", {})]
             for variant, overrides in runs:
                 for budget in [None] if method == "bm3d" else budgets:
                     t0 = time.perf_counter()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_b2u.config import TrainConfig
+from napari_b2u.config import TrainConfig, z_levels
 from napari_b2u.core import UNet
 from napari_b2u.engine.device import memory_format
 from napari_b2u.engine.precision import Precision, cpu_has_fast_bf16
@@ -45,8 +45,8 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
 
 def _net(config: TrainConfig, layout: torch.memory_format | None = None) -> UNet:
     torch.manual_seed(0)
-    z_pool = 1 if config.spatial_dims == 3 else 0
-    net = UNet(1, features=config.features, depth=config.depth, dims=config.spatial_dims, z_pool=z_pool)
+    z_pool = z_levels(config, config.patch_depth) if config.spatial_dims == 3 else 0
+    net = UNet(1, features=config.features, depth=config.net_depth, dims=config.spatial_dims, z_pool=z_pool)
     return net.to(memory_format=layout or memory_format(net))
 
 
@@ -75,7 +75,7 @@ def training_step(config: TrainConfig, precision: str, steps: int = 20, layout=N
         step()
     sec = (time.perf_counter() - t0) / steps
     flops = counter.get_total_flops()
-    keys = ("cell", "depth", "features", "patch_yx", "patch_depth", "batch_size", "spatial_dims", "mask_z")
+    keys = ("cell", "net_depth", "features", "patch_yx", "patch_depth", "batch_size", "spatial_dims", "mask_z")
     return {
         "config": {k: getattr(config, k) for k in keys},
         "precision": precision,
@@ -148,7 +148,7 @@ def table(report: dict) -> str:
         base = fp32.get(json.dumps(t["config"]) + t["layout"])
         ratio = f"{base['s_per_step'] / t['s_per_step']:.2f}x" if base else "-"
         c = t["config"]
-        name = f"{c['spatial_dims']}D cell {c['cell']}, depth {c['depth']}, {c['features']} f, patch {c['patch_yx']}, batch {c['batch_size']}"
+        name = f"{c['spatial_dims']}D cell {c['cell']}, depth {c['net_depth']}, {c['features']} f, patch {c['patch_yx']}, batch {c['batch_size']}"
         if c["spatial_dims"] == 3:
             name += ", mask Z" if c["mask_z"] else ", mask YX"
         lines.append(f"| {name} | {t['precision']} | {t['layout']} | {t['s_per_step']} | {t['steps_per_s']} | "

@@ -38,6 +38,20 @@ def test_import_layers_are_kept():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_no_import_cycles():
+    """No module imports one that imports it back, lazily or not."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "import_graph.py"
+    spec = importlib.util.spec_from_file_location("import_graph", path)
+    graph_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(graph_module)
+    graph = graph_module.module_graph()
+    assert "napari_b2u.engine.model" in graph["napari_b2u.engine.training"]  # it sees imports
+    assert graph_module.cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]  # and cycles
+    assert graph_module.cycles(graph) == []
+
+
 def test_config_overrides_and_errors():
     config = TrainConfig().replace(steps=5, cell=4)
     assert config.steps == 5 and config.cell == 4

@@ -134,7 +134,11 @@ def test_volume_defaults_follow_the_kind_of_data(tmp_path):
     assert TrainConfig().patch_yx == 64 and TrainConfig(spatial_dims=3).patch_yx == 32
     assert TrainConfig(spatial_dims=3, patch_size=48).patch_yx == 48
     vol = TrainConfig(spatial_dims=3)
-    assert (vol.patch_depth, vol.mask_z) == (8, False)
+    assert (vol.patch_depth, vol.mask_z, vol.net_depth) == (8, False, 3)
+    assert TrainConfig().net_depth == 4 and TrainConfig(spatial_dims=3, depth=5).net_depth == 5
+    model = train(noisy(blobs()), axes="ZYX", spatial_dims=3, steps=1, time_budget=None, device="cpu")
+    assert (model.net.depth, model.net.z_pool) == (3, 0)
+    assert train(noisy(blobs())[0], steps=1, time_budget=None, device="cpu").net.depth == 4
     assert TrainConfig.from_dict(vol.to_dict()) == vol
     with pytest.raises(ValueError, match="patch_size"):
         TrainConfig(patch_size=2)

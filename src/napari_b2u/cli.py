@@ -6,13 +6,23 @@ import argparse
 import dataclasses
 from typing import Any
 
-from napari_b2u.config import MODES, PATCH_SIZE, PATCH_SIZE_3D, TILE_OVERLAP, TILE_SIZE, TrainConfig
+from napari_b2u.config import (
+    DEPTH,
+    DEPTH_3D,
+    MODES,
+    PATCH_SIZE,
+    PATCH_SIZE_3D,
+    TILE_OVERLAP,
+    TILE_SIZE,
+    TrainConfig,
+)
 
 _ZERO_IS_NONE = ("steps", "time_budget")
 #: Defaults that ``None`` stands for, in words.
 _DEFAULT_TEXT = {
     "patch_size": f"{PATCH_SIZE} for planes, {PATCH_SIZE_3D} for volumes",
     "z_pool": "from the patch depth",
+    "depth": f"{DEPTH} for planes, {DEPTH_3D} for volumes",
 }
 
 

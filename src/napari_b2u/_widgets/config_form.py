@@ -13,13 +13,13 @@ from napari_b2u.config import TrainConfig
 SIMPLE_FIELDS = ("time_budget", "device", "precision", "mode", "decorrelate", "spatial_dims")
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "Fast (CPU)": {"depth": 4, "features": 16, "patch_size": None, "batch_size": 4, "cell": 2},
+    "Fast (CPU)": {"depth": None, "features": 16, "patch_size": None, "batch_size": 4, "cell": 2},
     "Paper size (GPU)": {"depth": 5, "features": 48, "patch_size": 128, "batch_size": 4, "cell": 4},
 }
 
 _INT_RANGES = {
     "cell": (2, 8),
-    "depth": (1, 7),
+    "depth": (-1, 7),
     "features": (4, 256),
     "patch_size": (-1, 1024),
     "batch_size": (1, 256),
@@ -31,13 +31,14 @@ _INT_RANGES = {
 _LABELS = {
     "steps": "max steps (0: none)",
     "patch_size": "patch size (-1: auto)",
+    "depth": "depth (-1: auto)",
     "seed": "seed (-1: random)",
     "patch_depth": "3D: patch depth (Z)",
     "z_pool": "3D: Z-pooling levels (-1: auto)",
     "mask_z": "3D: mask along Z too",
 }
 #: Integer fields whose ``None`` the form shows as -1.
-_NONE_IS_MINUS_ONE = ("seed", "z_pool", "patch_size")
+_NONE_IS_MINUS_ONE = ("seed", "z_pool", "patch_size", "depth")
 
 
 class ConfigForm(Container):

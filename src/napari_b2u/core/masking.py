@@ -94,10 +94,12 @@ def global_masker(
     planar : bool
         Volumes only: hide by the in-plane (Y, X) phase in every slice and
         interpolate from in-plane neighbours only (``K = cell ** 2``). Every
-        voxel is still hidden in exactly one copy, and as its Z-neighbours'
-        noise is independent of its own, they may stay visible: a cheaper
-        blind spot (``cell ** 2 + 1`` network passes a step instead of
-        ``cell ** 3 + 1``) that still lets the network see along Z.
+        voxel is still hidden in exactly one copy; the voxels above and below
+        a hidden one are hidden too (each replaced by its own slice's
+        interpolation), while the visible voxels around them in the
+        neighbouring slices stay in view: a cheaper blind spot
+        (``cell ** 2 + 1`` network passes a step instead of ``cell ** 3 + 1``)
+        that still lets the network see along Z.
 
     Returns
     -------

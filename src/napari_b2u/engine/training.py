@@ -110,7 +110,7 @@ def _prepare(image: Any, axes: str | None, config: TrainConfig, init: Model | No
         net = UNet(
             planes.channels,
             features=config.features,
-            depth=config.depth,
+            depth=config.net_depth,
             dims=config.spatial_dims,
             z_pool=z_levels(config, min(config.patch_depth, planes.depth))
             if config.spatial_dims == 3
@@ -446,7 +446,7 @@ def _check_compatible(init: Model, planes: Planes, config: TrainConfig) -> None:
             f"Cannot continue training: the model denoises {kinds[init.net.dims]}, the config "
             f"asks for {kinds[config.spatial_dims]}. Train a new model for that."
         )
-    if (config.depth, config.features) != (init.net.depth, init.net.features):
+    if (config.depth or init.net.depth, config.features) != (init.net.depth, init.net.features):
         raise ValueError(
             "Cannot continue training with a different network: the model has depth "
             f"{init.net.depth} / {init.net.features} features, the config asks for "
