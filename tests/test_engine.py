@@ -255,3 +255,16 @@ def test_training_gives_a_real_psnr_gain(noisy_pair):
     model = train(noisy, steps=150, time_budget=None, **{**TINY, "features": 16})
     gain = psnr(model.denoise(noisy), clean) - psnr(noisy, clean)
     assert gain > 3.0, gain
+
+
+def test_step_fit_is_the_loss_that_falls():
+    """The progress displays show L_rev / (lam + 1)**2: the raw L_rev of a model
+    that is equally good grows with lambda, the fit does not."""
+    from napari_b2u.engine.events import Step
+
+    def step(l_rev, lam):
+        return Step(step=1, elapsed=1.0, progress=0.5, loss=l_rev, l_rev=l_rev, l_reg=0.0,
+                    lam=lam, lr=1e-3, steps_per_second=1.0, remaining=None)  # fmt: skip
+
+    assert step(9.0, 2.0).fit == pytest.approx(1.0)
+    assert step(441.0, 20.0).fit == pytest.approx(1.0)

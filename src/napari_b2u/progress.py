@@ -44,7 +44,8 @@ class TrainingBar:
             log_started(event)
         elif isinstance(event, Step):
             self.bar.n = round(100 * event.progress, 1)
-            self.bar.set_postfix(step=event.step, loss=f"{event.loss:.4g}", lam=f"{event.lam:.1f}")
+            # the fit falls as the model learns; the raw loss rises with lambda by design
+            self.bar.set_postfix(step=event.step, fit=f"{event.fit:.4g}", lam=f"{event.lam:.1f}")
         elif isinstance(event, Done):
             if event.reason is not StopReason.STOPPED:
                 self.bar.n = 100

@@ -15,6 +15,8 @@ import pyqtgraph as pg
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QCheckBox, QLabel, QVBoxLayout, QWidget
 
+from napari_b2u.engine.events import fit_loss
+
 SMOOTH_WINDOW = 15  # points in the running median of the plotted loss
 
 #: key -> (legend, colour, width, raw term?)
@@ -85,7 +87,7 @@ class LossPlot(QWidget):
     def append(self, step: int, loss: float, l_rev: float, l_reg: float, lam: float) -> None:
         """Add one point; the redraw happens on the timer."""
         d = self.data
-        progress = l_rev / (lam + 1.0) ** 2
+        progress = fit_loss(l_rev, lam)
         # a running median ignores the spikes of the first steps, unlike a mean
         smooth = float(np.median(d["progress"][-(SMOOTH_WINDOW - 1) :] + [progress]))
         for key, value in zip(

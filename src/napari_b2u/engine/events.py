@@ -58,6 +58,11 @@ class Started:
     noise: NoiseReport | None = None  # what decorrelate="auto" measured, if it did
 
 
+def fit_loss(l_rev: float, lam: float) -> float:
+    """``l_rev / (lam + 1)**2``, the loss the progress displays show (see `Step.fit`)."""
+    return l_rev / (lam + 1.0) ** 2
+
+
 @dataclass(frozen=True)
 class Step:
     """Progress, reported at least every ``report_interval`` seconds of training.
@@ -75,6 +80,13 @@ class Step:
     lr: float
     steps_per_second: float
     remaining: float | None  # seconds, estimated
+
+    @property
+    def fit(self) -> float:
+        """``l_rev / (lam + 1)**2``: how far the output is from the noisy
+        image. It falls while the model learns, where the raw losses rise
+        with lambda by construction (``L_rev`` scales with ``(lam + 1)**2``)."""
+        return fit_loss(self.l_rev, self.lam)
 
 
 @dataclass(frozen=True)
