@@ -167,7 +167,7 @@ def add_train_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] 
             kwargs["type"] = int
         elif field.name in ("time_budget",):
             kwargs["type"] = float
-        elif default is None:  # seed, z_pool, patch_size: optional integers
+        elif default is None:  # z_pool, depth, patch_size: optional integers
             kwargs["type"] = int
         else:
             kwargs["type"] = type(default)

@@ -61,6 +61,6 @@ def _mps_available() -> bool:
 def memory_format(net: torch.nn.Module) -> torch.memory_format:
     """The weight layout a network runs fastest in (oneDNN's preferred one on
     CPU): channels-last, measured 25 % faster per 2D training step, and
-    channels-last-3d for 3D, 1.5x (fp32) and 1.6x (bf16) faster than the
+    channels-last-3d for 3D, 1.2-1.5x faster per training step than the
     default layout (benchmarks/speed.py)."""
     return torch.channels_last if getattr(net, "dims", 2) == 2 else torch.channels_last_3d

@@ -25,6 +25,7 @@ from napari_b2u.core import global_mapper, global_masker
 from napari_b2u.core.masking import copies
 from napari_b2u.core.unet import UNet, pad_mode
 from napari_b2u.engine.data import denormalize, normalize
+from napari_b2u.engine.device import memory_format
 from napari_b2u.engine.precision import Precision
 
 
@@ -49,18 +50,13 @@ def predict(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     precision = precision or Precision("fp32", y.device.type)
     dtype = next(net.parameters()).dtype
-    if dtype != torch.float32:  # a network converted by Precision.for_inference: no autocast
+    converted = dtype != torch.float32  # by Precision.for_inference: it runs without autocast
+    layout = memory_format(net)
 
-        def run(x: torch.Tensor) -> torch.Tensor:
-            return net(x.to(dtype, memory_format=_layout(x))).float()
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return net(x.to(dtype, memory_format=layout) if converted else x).float()
 
-        context = contextlib.nullcontext()
-    else:
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            return net(x).float()
-
-        context = precision.autocast()
+    context = contextlib.nullcontext() if converted else precision.autocast()
     with context:
         if mode == "visible":
             return run(y)
@@ -72,10 +68,6 @@ def predict(
     if mode == "blind":
         return blind
     return (blind + lam * visible) / (lam + 1.0)
-
-
-def _layout(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if x.ndim == 4 else torch.channels_last_3d
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:

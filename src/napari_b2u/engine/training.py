@@ -446,11 +446,12 @@ def _check_compatible(init: Model, planes: Planes, config: TrainConfig) -> None:
             f"Cannot continue training: the model denoises {kinds[init.net.dims]}, the config "
             f"asks for {kinds[config.spatial_dims]}. Train a new model for that."
         )
-    if (config.depth or init.net.depth, config.features) != (init.net.depth, init.net.features):
+    asked_depth = config.depth or init.net.depth  # None: the model's own
+    if (asked_depth, config.features) != (init.net.depth, init.net.features):
         raise ValueError(
             "Cannot continue training with a different network: the model has depth "
             f"{init.net.depth} / {init.net.features} features, the config asks for "
-            f"{config.depth} / {config.features}."
+            f"{asked_depth} / {config.features}."
         )
     asked = subsample_for(config.decorrelate)
     if asked is not None and asked != init.subsample:
