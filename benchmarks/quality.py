@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import socket
 import time
 from collections import defaultdict
@@ -24,6 +23,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from benchmarks.data import load_cases
+from benchmarks.machine import cpu_model
 from benchmarks.methods import METHODS, MethodUnavailable
 from napari_b2u.demo import psnr
 
@@ -179,10 +179,10 @@ def main(argv=None) -> None:
     stem = args.out / f"{started:%Y-%m-%d}-{socket.gethostname()}-{args.tag}"
     meta = {"command": "python -m benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
             "started": started.isoformat(timespec="seconds"), "host": socket.gethostname(),
-            "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "cpu": cpu_model(), "torch": torch.__version__,
             "threads": args.threads}
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    md = f"# {args.tag}\n\nCommand: `{meta['command']}`  \nStarted {meta['started']} on {meta['host']}, torch {meta['torch']}, {args.threads} threads, CPU.\n\n{table(rows)}\n"
+    md = f"# {args.tag}\n\nCommand: `{meta['command']}`  \nStarted {meta['started']} on {meta['host']} ({meta['cpu']}), torch {meta['torch']}, {args.threads} threads, CPU.\n\n{table(rows)}\n"
     stem.with_suffix(".md").write_text(md)
     plot(rows, stem.with_suffix(".png"))
     print(md)

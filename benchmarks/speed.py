@@ -4,7 +4,7 @@ inference throughput, the self-ensemble's cost, 3D steps, and peak memory.
 
     python -m benchmarks.speed [--threads 2] [--quick]
 
-Writes benchmarks/results/<date>-<host>-speed.{json,md}. Run it on an idle
+Writes benchmarks/results/<date>-<host>-<tag>.{json,md}. Run it on an idle
 machine: every figure is wall-clock.
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.machine import cpu_model
 from napari_b2u.config import TrainConfig, z_levels
 from napari_b2u.core import UNet
 from napari_b2u.engine.device import memory_format
@@ -169,11 +170,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="skip the large-image memory runs")
+    parser.add_argument("--tag", default="speed", help="the results file's name ends with it")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = TrainConfig()
     report = {"threads": args.threads, "torch": torch.__version__, "host": socket.gethostname(),
-              "fast_bf16": cpu_has_fast_bf16(),
+              "cpu": cpu_model(), "fast_bf16": cpu_has_fast_bf16(),
               "matmul_peak_gflops": {"fp32": round(matmul_peak(torch.float32), 1),
                                      "bf16": round(matmul_peak(torch.bfloat16), 1)}}  # fmt: skip
     configs = [{}, {"features": 32}, {"features": 48}, {"cell": 4}, {"depth": 5, "features": 48},
@@ -196,10 +198,10 @@ def main(argv=None) -> None:
                                 peak_rss("200x512x512", "visible", Path(tmp)),
                                 peak_rss("64x1024x1024", "visible", Path(tmp), dims=3)]  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"{datetime.date.today()}-{socket.gethostname()}-speed"
+    stem = RESULTS / f"{datetime.date.today()}-{socket.gethostname()}-{args.tag}"
     report["command"] = "python -m benchmarks.speed " + " ".join(argv or sys.argv[1:])
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    md = f"# speed\n\nCommand: `{report['command']}`; torch {report['torch']}, {args.threads} threads, CPU.\n\n{table(report)}\n"
+    md = f"# speed\n\nCommand: `{report['command']}`; torch {report['torch']}, {args.threads} threads, CPU {report['cpu']}.\n\n{table(report)}\n"
     stem.with_suffix(".md").write_text(md)
     print(md)
 
