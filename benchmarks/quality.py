@@ -30,6 +30,17 @@ from napari_b2u.demo import psnr
 RESULTS = Path(__file__).parent / "results"
 
 
+def split_variants(text: str) -> list[str]:
+    """Split ``--variants`` on the commas outside brackets, so tuples can be values."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch in "([" and 1 or ch in ")]" and -1 or 0
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
 def parse_variant(text: str) -> tuple[str, dict]:
     """``name:key=value;key=value`` -> (name, overrides); values are Python literals."""
     import ast
@@ -73,7 +84,7 @@ def run(args) -> list[dict]:
     torch.set_num_threads(args.threads)
     cases = load_cases(args.data, args.noise.split(","), seed=args.seed)
     budgets = [float(b) for b in args.budget.split(",")]
-    variants = [parse_variant(v) for v in args.variants.split(",")]
+    variants = [parse_variant(v) for v in split_variants(args.variants)]
     rows, unavailable = [], set()
     for case in cases:
         for method in args.methods.split(","):

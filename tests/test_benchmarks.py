@@ -82,3 +82,12 @@ def test_summary_plot_writes_a_png(tmp_path):
             for c in ("a", "b")]
     summary.plot(rows, str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_variants_split_outside_brackets_so_tuples_are_values():
+    variants = quality.split_variants("default,late:lr=0.002;lr_milestones=(0.5,0.7,0.9),t:t1=0.2")
+    assert [quality.parse_variant(v) for v in variants] == [
+        ("default", {}),
+        ("late", {"lr": 0.002, "lr_milestones": (0.5, 0.7, 0.9)}),
+        ("t", {"t1": 0.2}),
+    ]
