@@ -13,8 +13,10 @@ from napari_b2u.config import TrainConfig
 SIMPLE_FIELDS = ("time_budget", "device", "precision", "mode", "decorrelate", "spatial_dims")
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "Fast (CPU)": {"depth": None, "features": 16, "patch_size": None, "batch_size": 4, "cell": 2},
-    "Paper size (GPU)": {"depth": 5, "features": 48, "patch_size": 128, "batch_size": 4, "cell": 4},
+    "Fast (CPU)": {"depth": None, "features": 16, "patch_size": None, "batch_size": 4, "cell": 2,
+                   "lr_milestones": (0.5, 0.7, 0.9)},
+    "Paper size (GPU)": {"depth": 5, "features": 48, "patch_size": 128, "batch_size": 4, "cell": 4,
+                         "lr_milestones": (0.2, 0.4, 0.6, 0.8)},  # the paper's long runs
 }
 
 _INT_RANGES = {
