@@ -34,8 +34,11 @@ def split_variants(text: str) -> list[str]:
     """Split ``--variants`` on the commas outside brackets, so tuples can be values."""
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(text):
-        depth += ch in "([" and 1 or ch in ")]" and -1 or 0
-        if ch == "," and depth == 0:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "," and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     return [*parts, text[start:]]

@@ -2,7 +2,7 @@
 measured matmul peak *of the precision each runs in* (fp32 and bf16),
 inference throughput, the self-ensemble's cost, 3D steps, and peak memory.
 
-    python -m benchmarks.speed [--threads 2] [--quick]
+    python -m benchmarks.speed [--threads 2] [--quick] [--tag speed]
 
 Writes benchmarks/results/<date>-<host>-<tag>.{json,md}. Run it on an idle
 machine: every figure is wall-clock.

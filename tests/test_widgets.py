@@ -380,3 +380,18 @@ def test_advanced_form_round_trips_the_config_and_auto_patch_size(qtbot):
     assert TrainConfig(**form.values()) == TrainConfig()  # -1 is "auto": 64 planes, 32 volumes
     form["patch_size"].value = 48
     assert TrainConfig(**form.values()).patch_yx == 48
+
+
+def test_presets_set_the_lr_schedule_in_a_real_viewer(make_napari_viewer, tmp_path):
+    from napari_b2u.api import TrainConfig
+    from napari_b2u.core.schedule import PAPER_LR_MILESTONES
+
+    viewer = make_napari_viewer()
+    viewer.add_image(smooth_image(), name="img")
+    widget = dock(viewer)
+    widget.preset.value = "Paper size (GPU)"
+    assert TrainConfig(**widget.advanced.values()).lr_milestones == PAPER_LR_MILESTONES
+    widget.preset.value = "Fast (CPU)"
+    assert TrainConfig(**widget.advanced.values()) == TrainConfig()
+    assert widget.advanced["lr_milestones"].value == "0.5, 0.7, 0.9"
+    assert viewer.screenshot(canvas_only=False).ndim == 3

@@ -8,15 +8,16 @@ from typing import Any
 from magicgui.widgets import CheckBox, Container, LineEdit, SpinBox, create_widget
 
 from napari_b2u.config import TrainConfig
+from napari_b2u.core.schedule import PAPER_LR_MILESTONES
 
 #: Fields shown in the simple part of the Train widget, not in "Advanced".
 SIMPLE_FIELDS = ("time_budget", "device", "precision", "mode", "decorrelate", "spatial_dims")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "Fast (CPU)": {"depth": None, "features": 16, "patch_size": None, "batch_size": 4, "cell": 2,
-                   "lr_milestones": (0.5, 0.7, 0.9)},
+                   "lr_milestones": TrainConfig.lr_milestones},
     "Paper size (GPU)": {"depth": 5, "features": 48, "patch_size": 128, "batch_size": 4, "cell": 4,
-                         "lr_milestones": (0.2, 0.4, 0.6, 0.8)},  # the paper's long runs
+                         "lr_milestones": PAPER_LR_MILESTONES},
 }
 
 _INT_RANGES = {

@@ -31,10 +31,14 @@ def lambda_schedule(progress: float, t1: float, lam0: float = 2.0, lam1: float =
     return float(lam0 + (lam1 - lam0) * (p - t1) / (1.0 - t1))
 
 
+#: The paper's lr milestones (fractions of training), for its long runs.
+PAPER_LR_MILESTONES = (0.2, 0.4, 0.6, 0.8)
+
+
 def lr_schedule(
     progress: float,
     lr: float,
-    milestones: Sequence[float] = (0.2, 0.4, 0.6, 0.8),
+    milestones: Sequence[float] = PAPER_LR_MILESTONES,
     gamma: float = 0.5,
 ) -> float:
     """Step decay: ``lr * gamma**(number of milestones reached)``.
