@@ -395,3 +395,29 @@ def test_presets_set_the_lr_schedule_in_a_real_viewer(make_napari_viewer, tmp_pa
     assert TrainConfig(**widget.advanced.values()) == TrainConfig()
     assert widget.advanced["lr_milestones"].value == "0.5, 0.7, 0.9"
     assert viewer.screenshot(canvas_only=False).ndim == 3
+
+
+SCRIPT_CLOSING_AT_ONCE = """
+import numpy as np, napari
+viewer = napari.Viewer(show=False)
+viewer.add_image(np.random.default_rng(0).random((1024, 1024), dtype=np.float32), name="noisy")
+_, widget = viewer.window.add_plugin_dock_widget("napari-b2u", "Train Blind2Unblind")
+widget.device.value = "cpu"
+widget.train_button.click()
+assert widget._workers, "no worker running: the test would prove nothing"
+viewer.close()
+"""
+
+
+def test_a_script_that_closes_the_viewer_mid_work_exits_cleanly():
+    """No event loop, so napari's own wait-on-quit never runs: workers still
+    busy at interpreter exit must be waited for, not left to emit into
+    deleted Qt objects."""
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT_CLOSING_AT_ONCE], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "has been deleted" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr

@@ -6,6 +6,8 @@ training generator, and never touch Qt, layers or the viewer.
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from collections.abc import Generator
 from typing import Any
 
@@ -28,11 +30,37 @@ def guarded(gen: Generator) -> Generator:
         raise TaskFailed(explain(exc)) from exc
 
 
+#: Every worker made here, for `finish_at_exit`.
+_made: weakref.WeakSet = weakref.WeakSet()
+#: How long interpreter exit waits for them (ms). A training worker stops at its next step.
+EXIT_WAIT_MS = 10_000
+
+
 def make_worker(gen: Generator):
     """An unstarted napari worker running ``gen`` (errors go to ``errored`` only)."""
     from napari.qt.threading import create_worker
 
-    return create_worker(guarded, gen, _start_thread=False, _ignore_errors=True)
+    worker = create_worker(guarded, gen, _start_thread=False, _ignore_errors=True)
+    _made.add(worker)
+    return worker
+
+
+@atexit.register
+def finish_at_exit(msecs: int = EXIT_WAIT_MS) -> None:
+    """Quit our workers and wait for their threads before Python exits.
+
+    napari waits for workers when its app quits (``aboutToQuit``); a script
+    that closes the viewer and ends never quits the app, and a worker still
+    running would emit into Qt objects that interpreter exit has deleted
+    ("GeneratorWorkerSignals has been deleted").
+    """
+    workers = set(_made)
+    if not workers:
+        return
+    quit_all(workers)
+    from qtpy.QtCore import QThreadPool
+
+    QThreadPool.globalInstance().waitForDone(msecs)
 
 
 def denoise_and_check(
