@@ -28,7 +28,7 @@ from napari_b2u.api import TrainConfig, train
 from napari_b2u.core import UNet, lr_schedule
 from napari_b2u.engine.data import Planes, estimate_normalization, patch_shape
 from napari_b2u.engine.inference import denoise_plane
-from napari_b2u.engine.training import BaseLr, run_progress
+from napari_b2u.engine.training import run_progress
 
 
 def b2u(case, budget: float, **overrides) -> dict[str, np.ndarray]:
@@ -106,17 +106,15 @@ def _train_same_net(case, budget: float, loss_fn, config: TrainConfig) -> tuple[
     planes = Planes(case.noisy)
     mean, std = estimate_normalization(planes)
     net = UNet(1, features=config.features, depth=config.net_depth).to(memory_format=torch.channels_last)
-    cfg = config.replace(time_budget=budget, steps=None)
-    base_lr = BaseLr(cfg)  # the same rule: chosen from this loop's own expected steps
-    opt = torch.optim.Adam(net.parameters(), lr=base_lr.value, weight_decay=config.weight_decay)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     shape = patch_shape(planes, config.patch_yx, net.multiple)
     noisy3 = case.noisy.reshape(-1, *case.noisy.shape[-2:])
     pair = Planes(np.concatenate([noisy3, case.clean.reshape(noisy3.shape)]))  # noisy planes, then clean
+    cfg = config.replace(time_budget=budget, steps=None)
     t0, step = time.perf_counter(), 0
-    while (progress := run_progress(step, elapsed := time.perf_counter() - t0, cfg)) < 1.0:
-        base = base_lr.update(step, elapsed)
+    while (progress := run_progress(step, time.perf_counter() - t0, cfg)) < 1.0:
         for g in opt.param_groups:
-            g["lr"] = lr_schedule(progress, base, config.lr_milestones, config.lr_gamma)
+            g["lr"] = lr_schedule(progress, config.lr, config.lr_milestones, config.lr_gamma)
         noisy, clean = _paired_batch(pair, len(noisy3), shape, float(mean[0]), float(std[0]), config.batch_size, rng)
         loss = loss_fn(net, torch.from_numpy(noisy), torch.from_numpy(clean), rng)
         opt.zero_grad(set_to_none=True)

@@ -88,8 +88,7 @@ def fig_masker(noisy: np.ndarray, cell: int = 2) -> None:
 def fig_schedule() -> None:
     """lambda and lr against the fraction of training, default TrainConfig."""
     from napari_b2u.config import TrainConfig
-    from napari_b2u.core import lambda_schedule, lr_for_steps, lr_schedule
-    from napari_b2u.core.schedule import LONG_RUN_STEPS, SHORT_RUN_STEPS
+    from napari_b2u.core import lambda_schedule, lr_schedule
 
     c = TrainConfig()
     p = np.linspace(0.0, 1.0, 501)
@@ -100,10 +99,8 @@ def fig_schedule() -> None:
     ax.set_xlabel("fraction of training (the further of steps and time)")
     ax.set_ylabel("lambda")
     ax2 = ax.twinx()
-    for steps, style in ((SHORT_RUN_STEPS, "-"), (2 * LONG_RUN_STEPS, "--")):
-        base = lr_for_steps(steps)
-        lr = [lr_schedule(x, base, c.lr_milestones, c.lr_gamma) for x in p]
-        ax2.plot(p, lr, style, color="tab:blue", label=f"learning rate, a {steps}-step run")
+    lr = [lr_schedule(x, c.lr, c.lr_milestones, c.lr_gamma) for x in p]
+    ax2.plot(p, lr, color="tab:blue", label="learning rate")
     ax2.set_yscale("log")
     ax2.set_ylabel("learning rate")
     lines = ax.get_lines() + ax2.get_lines()
@@ -111,11 +108,12 @@ def fig_schedule() -> None:
         lines,
         [line.get_label() for line in lines],
         fontsize=8,
-        loc="center left",
+        loc="upper center",
+        bbox_to_anchor=(0.62, 1.0),
     )
     ax.set_title(
-        f"lambda from {c.lam0} to {c.lam1}; lr from the run's steps, halved at "
-        f"{', '.join(f'{m:g}' for m in c.lr_milestones)}",
+        f"Schedules (lam0 = {c.lam0}, lam1 = {c.lam1}, lr = {c.lr} halved at "
+        f"{', '.join(f'{m:g}' for m in c.lr_milestones)})",
         fontsize=9,
     )
     fig.tight_layout()

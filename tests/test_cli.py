@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import tifffile
 
 from napari_b2u.__main__ import main
@@ -64,15 +63,3 @@ def test_errors_exit_non_zero_with_a_message(tmp_path, caplog):
     result = run_cli("info", str(bad))
     assert result.returncode == 2 and "bad.safetensors" in result.stderr
     assert not np.any([p.suffix == ".part" for p in tmp_path.rglob("*")])
-
-
-def test_train_options_parse_the_lr_as_a_number_or_leave_it_automatic(capsys):
-    from napari_b2u.cli import build_parser, train_overrides
-
-    parser = build_parser()
-    given = train_overrides(parser.parse_args(["demo", "--lr", "2e-3", "--steps", "0"]))
-    assert given == {"lr": 0.002, "steps": None}
-    assert "lr" not in train_overrides(parser.parse_args(["demo"]))  # None: from the steps
-    with pytest.raises(SystemExit):
-        parser.parse_args(["demo", "--help"])
-    assert "from the run's expected steps" in " ".join(capsys.readouterr().out.split())

@@ -13,7 +13,6 @@ from napari_b2u.core import (
     global_masker,
     interpolate,
     lambda_schedule,
-    lr_for_steps,
     lr_schedule,
 )
 
@@ -159,15 +158,3 @@ def test_masker_rejects_bad_input():
         global_masker(torch.rand(1, 1, 4, 4), cell=1)
     with pytest.raises(ValueError, match="N, C, H, W"):
         global_masker(torch.rand(4, 4))
-
-
-def test_lr_for_steps_is_high_for_short_runs_and_low_for_long_ones():
-    from napari_b2u.core import schedule
-
-    lo, hi = schedule.SHORT_RUN_STEPS, schedule.LONG_RUN_STEPS
-    assert lr_for_steps(1) == lr_for_steps(lo) == schedule.SHORT_RUN_LR
-    assert lr_for_steps(hi) == lr_for_steps(10**6) == pytest.approx(schedule.LONG_RUN_LR)
-    between = [lr_for_steps(s) for s in np.linspace(lo, hi, 7)]
-    assert between == sorted(between, reverse=True) and len(set(between)) == 7
-    middle = lr_for_steps((lo * hi) ** 0.5)  # geometric: the middle of the steps' log scale
-    assert middle == pytest.approx((schedule.SHORT_RUN_LR * schedule.LONG_RUN_LR) ** 0.5)

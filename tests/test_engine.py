@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import dask.array as da
 import numpy as np
 import pytest
 import torch
 
 from napari_b2u.api import STOP, Done, Preview, PreviewPlane, Started, Step, TrainConfig, train
-from napari_b2u.core import lr_for_steps
 from napari_b2u.engine import Planes, train_events
 from napari_b2u.engine.data import PatchSampler, estimate_normalization, resolve_axes
 from napari_b2u.engine.inference import denoise_plane
-from napari_b2u.engine.training import LR_RATE_FROM_STEP, LR_RATE_SECONDS, BaseLr
 
 from .utils import TINY, psnr, smooth_image
 
@@ -39,7 +35,7 @@ def test_event_order_and_return_value(tiny_config):
     assert [e.step for e in steps] == sorted(e.step for e in steps)
     for e in steps:
         assert np.isfinite([e.loss, e.l_rev, e.l_reg]).all()
-        assert e.lam >= 2.0 and 0 < e.lr <= lr_for_steps(6) and 0 < e.progress <= 1
+        assert e.lam >= 2.0 and 0 < e.lr <= 1e-3 and 0 < e.progress <= 1
     assert model.summary.steps == 6 and model.completed
     assert model.summary.trained_on == {"shape": [48, 48], "dtype": "float32", "axes": "YX"}
 
@@ -124,15 +120,11 @@ def test_continue_a_stopped_run_and_fine_tune_a_finished_one(monkeypatch):
         callback=lambda e: STOP if isinstance(e, Step) and e.step >= 4 else None,
     )
     assert stopped.summary.steps < 12 and stopped.optimizer_state is not None
-    assert stopped.summary.lr == lr_for_steps(12)
-    stopped.summary = dataclasses.replace(stopped.summary, lr=7e-4)  # as if chosen from a rate
     resumed = train(image, init=stopped)
     assert resumed.summary.steps == 12 and resumed.completed  # the same run, finished
-    assert resumed.summary.lr == 7e-4  # with the same base lr
     assert stopped.summary.steps < 12  # the input model was not changed
     again = train(image, init=resumed, steps=3)
     assert again.summary.steps == 3  # a finished run is fine-tuned in a new run
-    assert again.summary.lr == lr_for_steps(3)  # and chooses its own lr
     with pytest.raises(ValueError, match="different network"):
         train(image, init=resumed, features=16)
 
@@ -276,27 +268,3 @@ def test_step_fit_is_the_loss_that_falls():
 
     assert step(9.0, 2.0).fit == pytest.approx(1.0)
     assert step(441.0, 20.0).fit == pytest.approx(1.0)
-
-
-def test_base_lr_is_chosen_from_the_steps_a_run_will_make():
-    assert BaseLr(TrainConfig(lr=3e-4)).update(50, 5.0) == 3e-4  # given: kept
-    assert BaseLr(TrainConfig(steps=500, time_budget=None)).value == lr_for_steps(500)
-    assert BaseLr(TrainConfig(time_budget=60), continued=7e-4).update(50, 30.0) == 7e-4
-
-    budget = 100.0
-    for rate, expected_lr in [(25.0, lr_for_steps(25.0 * budget)), (500.0, None)]:  # 2500 steps, or many
-        base = BaseLr(TrainConfig(time_budget=budget))
-        start = LR_RATE_FROM_STEP / rate
-        assert base.update(0, 0.0) == base.update(LR_RATE_FROM_STEP, start) == lr_for_steps(1)
-        early = start + 0.5 * LR_RATE_SECONDS  # too short a window to measure the rate
-        assert base.update(LR_RATE_FROM_STEP + int(rate * 0.5 * LR_RATE_SECONDS), early) == lr_for_steps(1)
-        t = start + LR_RATE_SECONDS
-        chosen = base.update(LR_RATE_FROM_STEP + round(rate * LR_RATE_SECONDS), t)
-        assert base.decided and base.update(10**6, budget) == chosen  # decided once
-        if expected_lr is None:  # a fast machine: a long run, the long-run lr
-            expected_lr = lr_for_steps(10**6)
-        assert chosen == pytest.approx(expected_lr, rel=1e-6)
-    assert lr_for_steps(1) > lr_for_steps(2500) > lr_for_steps(10**6)  # the cases differ
-    capped = BaseLr(TrainConfig(time_budget=budget, steps=200))  # both limits: the nearer one
-    capped.update(LR_RATE_FROM_STEP, 0.0)
-    assert capped.update(LR_RATE_FROM_STEP + 1000, LR_RATE_SECONDS) == lr_for_steps(200)

@@ -380,14 +380,6 @@ def test_advanced_form_round_trips_the_config_and_auto_patch_size(qtbot):
     assert TrainConfig(**form.values()) == TrainConfig()  # -1 is "auto": 64 planes, 32 volumes
     form["patch_size"].value = 48
     assert TrainConfig(**form.values()).patch_yx == 48
-    assert form["lr"].value == "auto" and form.values()["lr"] is None  # from the run's steps
-    form["lr"].value = "2e-3"
-    assert TrainConfig(**form.values()).lr == 0.002
-    form.set_values(TrainConfig(lr=5e-4))
-    assert form.values()["lr"] == 5e-4
-    form["lr"].value = "fast"
-    with pytest.raises(ValueError, match="lr must be a number or 'auto'"):
-        form.values()
 
 
 def test_presets_set_the_lr_schedule_in_a_real_viewer(make_napari_viewer, tmp_path):

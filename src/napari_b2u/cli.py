@@ -23,7 +23,6 @@ _DEFAULT_TEXT = {
     "patch_size": f"{PATCH_SIZE} for planes, {PATCH_SIZE_3D} for volumes",
     "z_pool": "from the patch depth",
     "depth": f"{DEPTH} for planes, {DEPTH_3D} for volumes",
-    "lr": "from the run's expected steps",
 }
 
 
@@ -166,7 +165,7 @@ def add_train_options(parser: argparse.ArgumentParser, exclude: tuple[str, ...] 
             kwargs.update(type=float, nargs="+")
         elif field.name in ("steps",):
             kwargs["type"] = int
-        elif field.name in ("time_budget", "lr"):
+        elif field.name in ("time_budget",):
             kwargs["type"] = float
         elif default is None:  # z_pool, depth, patch_size: optional integers
             kwargs["type"] = int

@@ -84,11 +84,8 @@ class TrainConfig:
         for planes, 32 for volumes (`patch_yx`).
     batch_size : int
         Patches per optimisation step.
-    lr : float or None
-        Adam learning rate; ``None``: chosen from the run's expected number of
-        steps (`napari_b2u.core.lr_for_steps`: 2e-3 for runs of up to about
-        1800 steps, 1e-3 from about 3000 on; a time budget's step count is
-        estimated from the step rate in its first seconds).
+    lr : float
+        Adam learning rate.
     weight_decay : float
         Adam weight decay.
     lr_milestones : tuple of float
@@ -145,7 +142,7 @@ class TrainConfig:
     features: int = 16
     patch_size: int | None = None
     batch_size: int = 4
-    lr: float | None = None
+    lr: float = 1e-3
     weight_decay: float = 1e-8
     lr_milestones: tuple[float, ...] = (0.5, 0.7, 0.9)
     lr_gamma: float = 0.5
@@ -184,7 +181,7 @@ class TrainConfig:
             problems.append(f"batch_size must be >= 1 and patch_size >= {2 * self.cell}")
         if not 0.0 <= self.t1 <= 1.0:
             problems.append(f"t1 is a fraction of training, in [0, 1] (got {self.t1})")
-        if self.lr is not None and self.lr <= 0:
+        if self.lr <= 0:
             problems.append(f"lr must be > 0 (got {self.lr})")
         if self.steps is None and self.time_budget is None:
             problems.append("set steps or time_budget (or both), else training never stops")

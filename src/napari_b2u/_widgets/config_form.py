@@ -39,12 +39,9 @@ _LABELS = {
     "patch_depth": "3D: patch depth (Z)",
     "z_pool": "3D: Z-pooling levels (-1: auto)",
     "mask_z": "3D: mask along Z too",
-    "lr": "lr (auto: from the steps)",
 }
 #: Integer fields whose ``None`` the form shows as -1.
 _NONE_IS_MINUS_ONE = ("seed", "z_pool", "patch_size", "depth")
-#: Number fields whose ``None`` the form shows as "auto".
-_NONE_IS_AUTO = ("lr",)
 
 
 class ConfigForm(Container):
@@ -78,8 +75,6 @@ class ConfigForm(Container):
                 widget.value = value or 0
             elif name in _NONE_IS_MINUS_ONE:
                 widget.value = -1 if value is None else value
-            elif name in _NONE_IS_AUTO and value is None:
-                widget.value = "auto"
             elif isinstance(widget, LineEdit):
                 widget.value = (
                     ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
@@ -97,16 +92,12 @@ class ConfigForm(Container):
                 out[name] = None if value < 0 else value
             elif name == "lr_milestones":
                 out[name] = tuple(float(v) for v in value.replace(",", " ").split())
-            elif name in _NONE_IS_AUTO and value.strip().lower() in ("", "auto"):
-                out[name] = None
             elif isinstance(self[name], LineEdit):
                 try:
                     out[name] = float(value)
                 except ValueError:
                     raise ValueError(
-                        f"{name.replace('_', ' ')} must be a number"
-                        + (" or 'auto'" if name in _NONE_IS_AUTO else "")
-                        + f", got {value!r}."
+                        f"{name.replace('_', ' ')} must be a number, got {value!r}."
                     ) from None
             else:
                 out[name] = value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 
@@ -49,33 +48,3 @@ def lr_schedule(
     """
     p = min(max(float(progress), 0.0), 1.0)
     return float(lr * gamma ** sum(p >= m for m in milestones))
-
-
-#: Base lr of short and of long runs, and the run lengths (optimisation steps)
-#: between which `lr_for_steps` moves from one to the other (docs/benchmarks.md,
-#: "The learning-rate schedule on short runs").
-SHORT_RUN_LR, LONG_RUN_LR = 2e-3, 1e-3
-SHORT_RUN_STEPS, LONG_RUN_STEPS = 1800, 3000
-
-
-def lr_for_steps(steps: float) -> float:
-    """Base learning rate for a run of about ``steps`` optimisation steps.
-
-    ``SHORT_RUN_LR`` (2e-3) up to ``SHORT_RUN_STEPS`` (1800), ``LONG_RUN_LR``
-    (1e-3) from ``LONG_RUN_STEPS`` (3000) on, geometric in between: a run of
-    a few hundred steps gets further with the higher rate, a longer one ends
-    better with the lower.
-
-    Parameters
-    ----------
-    steps : float
-        The number of optimisation steps the run will make (an estimate is
-        fine).
-
-    Returns
-    -------
-    float
-    """
-    lo, hi = math.log(SHORT_RUN_STEPS), math.log(LONG_RUN_STEPS)
-    t = min(max((math.log(max(float(steps), 1.0)) - lo) / (hi - lo), 0.0), 1.0)
-    return float(SHORT_RUN_LR * (LONG_RUN_LR / SHORT_RUN_LR) ** t)

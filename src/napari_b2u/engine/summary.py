@@ -47,10 +47,6 @@ class TrainingSummary:
         Torch device it ran on.
     precision : str
         Precision of the network's passes (``"fp32"``, ``"bf16"``, ``"fp16"``).
-    lr : float or None
-        The run's base learning rate, before the milestones' decay: the
-        config's, or the one chosen from the expected step count (``lr=None``).
-        A continued run keeps it; ``None`` in older model files.
     threads : int or None
         CPU threads (CPU runs).
     trained_on : dict
@@ -72,7 +68,6 @@ class TrainingSummary:
     message: str | None = None
     device: str = "cpu"
     precision: str = "fp32"
-    lr: float | None = None
     threads: int | None = None
     trained_on: dict[str, Any] = field(default_factory=dict)
     noise: dict[str, Any] | None = None

@@ -24,14 +24,7 @@ import numpy as np
 import torch
 
 from napari_b2u.config import TrainConfig, subsample_for, z_levels
-from napari_b2u.core import (
-    b2u_loss,
-    global_mapper,
-    global_masker,
-    lambda_schedule,
-    lr_for_steps,
-    lr_schedule,
-)
+from napari_b2u.core import b2u_loss, global_mapper, global_masker, lambda_schedule, lr_schedule
 from napari_b2u.core.unet import UNet
 from napari_b2u.engine._malloc import keep_memory
 from napari_b2u.engine.data import (
@@ -64,12 +57,6 @@ REPORT_INTERVAL = 0.25
 #: Side of the crop that ``Preview`` events show, and for volumes the slices denoised around it.
 PREVIEW_SIZE = 256
 PREVIEW_DEPTH = 16
-#: An automatic lr (``lr=None``) under a time budget measures the step rate from
-#: this many steps into the run (the first ones warm up), over at least
-#: ``LR_RATE_SECONDS`` and ``LR_RATE_SHARE`` of the budget.
-LR_RATE_FROM_STEP = 10
-LR_RATE_SECONDS = 2.0
-LR_RATE_SHARE = 0.02
 
 
 @dataclass
@@ -84,7 +71,6 @@ class _Run:
     net: UNet
     optimizer: torch.optim.Optimizer
     sampler: PatchSampler
-    base_lr: BaseLr
     mean: np.ndarray
     std: np.ndarray
     subsample: tuple[int, int]
@@ -137,16 +123,16 @@ def _prepare(image: Any, axes: str | None, config: TrainConfig, init: Model | No
             subsample = noise.subsample
     _check_subsampled_size(planes, subsample, smallest)
     net.to(device, memory_format=memory_format(net)).train()
-    continued = init is not None and not init.completed  # continue a stopped run where it stopped
-    step, elapsed = (init.summary.steps, init.summary.seconds) if continued else (0, 0.0)
-    base_lr = BaseLr(config, step, init.summary.lr if continued else None)
-    optimizer = torch.optim.Adam(net.parameters(), lr=base_lr.value, weight_decay=config.weight_decay)
-    if continued and init.optimizer_state is not None:
-        optimizer.load_state_dict(init.optimizer_state)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    step, elapsed = 0, 0.0
+    if init is not None and not init.completed:  # continue a stopped run where it stopped
+        step, elapsed = init.summary.steps, init.summary.seconds
+        if init.optimizer_state is not None:
+            optimizer.load_state_dict(init.optimizer_state)
     shape = patch_shape(planes, config.patch_yx, net.multiples, subsample, config.patch_depth)
     sampler = PatchSampler(planes, shape, mean, std, config.augment, rng, subsample)
     return _Run(
-        config, planes, device, precision, threads, net, optimizer, sampler, base_lr, mean, std,
+        config, planes, device, precision, threads, net, optimizer, sampler, mean, std,
         subsample, noise, step, elapsed,
     )  # fmt: skip
 
@@ -233,14 +219,12 @@ def train_events(
     with keep_memory():
         while not stopped:
             # 1. schedules from the fraction of the run done
-            elapsed = time.perf_counter() - t0
-            progress = run_progress(step, elapsed, config)
+            progress = run_progress(step, time.perf_counter() - t0, config)
             if progress >= 1.0:
                 reason = _limit_reached(step, config)
                 break
             lam = lambda_schedule(progress, config.t1, config.lam0, config.lam1)
-            base = run.base_lr.update(step, elapsed)
-            lr = lr_schedule(progress, base, config.lr_milestones, config.lr_gamma)
+            lr = lr_schedule(progress, config.lr, config.lr_milestones, config.lr_gamma)
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
@@ -264,7 +248,7 @@ def train_events(
                 message = (
                     f"The loss became {mean_losses[0]} at step {step}; training stopped and the "
                     f"weights of step {good['step']} were kept. Lower the learning rate "
-                    f"(lr={run.base_lr.value:g}) or check the image for extreme values."
+                    f"(lr={config.lr}) or check the image for extreme values."
                 )
                 net.load_state_dict(good["net"])
                 optimizer.load_state_dict(good["optimizer"])
@@ -322,7 +306,6 @@ def _summary(
         message=message,
         device=str(run.device),
         precision=run.precision.name,
-        lr=run.base_lr.value,
         threads=run.threads,
         trained_on={
             "shape": list(run.planes.shape),
@@ -359,41 +342,6 @@ def run_progress(step: int, elapsed: float, config: TrainConfig) -> float:
     if config.time_budget is not None:
         done = max(done, elapsed / config.time_budget)
     return min(done, 1.0)
-
-
-class BaseLr:
-    """A run's base learning rate, before the milestones' decay.
-
-    ``config.lr`` when set. Otherwise (``lr=None``) the rate of the run being
-    continued, or else `lr_for_steps` of the steps the run will make:
-    ``config.steps`` without a time budget; with one, estimated from the step
-    rate measured early in the run (until then, the estimate from
-    ``config.steps``, or the short-run rate). Step counts, not seconds,
-    decide, so that the choice carries across machines.
-    """
-
-    def __init__(self, config: TrainConfig, start_step: int = 0, continued: float | None = None):
-        self.config, self.start_step = config, start_step
-        self.value = config.lr or continued or lr_for_steps(config.steps or 1)
-        self.decided = config.time_budget is None or config.lr is not None or continued is not None
-        self._mark: tuple[int, float] | None = None  # (step, elapsed) where the rate is measured from
-
-    def update(self, step: int, elapsed: float) -> float:
-        """The base lr at ``step``, ``elapsed`` seconds into the run (all runs continued)."""
-        if self.decided:
-            return self.value
-        if self._mark is None:
-            if step >= self.start_step + LR_RATE_FROM_STEP:
-                self._mark = (step, elapsed)
-            return self.value
-        budget = float(self.config.time_budget)
-        window = elapsed - self._mark[1]
-        if window >= max(LR_RATE_SECONDS, LR_RATE_SHARE * budget):
-            expected = step + (step - self._mark[0]) / window * max(budget - elapsed, 0.0)
-            if self.config.steps is not None:
-                expected = min(expected, self.config.steps)
-            self.value, self.decided = lr_for_steps(expected), True
-        return self.value
 
 
 def _limit_reached(step: int, config: TrainConfig) -> StopReason:
