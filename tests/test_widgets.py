@@ -382,7 +382,7 @@ def test_advanced_form_round_trips_the_config_and_auto_patch_size(qtbot):
     assert TrainConfig(**form.values()).patch_yx == 48
 
 
-def test_presets_set_the_lr_schedule_in_a_real_viewer(make_napari_viewer, tmp_path):
+def test_presets_set_the_lr_schedule_in_a_real_viewer(make_napari_viewer):
     from napari_b2u.api import TrainConfig
     from napari_b2u.core.schedule import PAPER_LR_MILESTONES
 
