@@ -27,7 +27,13 @@ from benchmarks.machine import cpu_model
 from napari_b2u.config import TrainConfig, z_levels
 from napari_b2u.core import UNet
 from napari_b2u.engine.device import memory_format
-from napari_b2u.engine.precision import Precision, cpu_has_fast_bf16
+from napari_b2u.engine.precision import (
+    TASKS,
+    Precision,
+    auto_precision,
+    cpu_bf16_speedup,
+    cpu_has_bf16_instructions,
+)
 from napari_b2u.engine.training import b2u_forward
 
 RESULTS = Path(__file__).parent / "results"
@@ -139,7 +145,9 @@ def table(report: dict) -> str:
     peaks = report["matmul_peak_gflops"]
     lines = [
         f"matmul peak: fp32 {peaks['fp32']} GFLOP/s, bf16 {peaks['bf16']} GFLOP/s "
-        f"({peaks['bf16'] / peaks['fp32']:.1f}x); fast bf16 detected: {report['fast_bf16']}",
+        f"({peaks['bf16'] / peaks['fp32']:.1f}x); bf16 instructions: {report['bf16_instructions']}; "
+        f"auto's probe, bf16 vs fp32: training {report['probe_speedup']['train']}x, inference "
+        f"{report['probe_speedup']['infer']}x, so auto picks {report['auto']['train']} / {report['auto']['infer']}",
         "",
         "| config | precision | layout | s/step | steps/s | GFLOP/step | GFLOP/s | of its peak | vs fp32 |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -175,7 +183,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     base = TrainConfig()
     report = {"threads": args.threads, "torch": torch.__version__, "host": socket.gethostname(),
-              "cpu": cpu_model(), "fast_bf16": cpu_has_fast_bf16(),
+              "cpu": cpu_model(), "bf16_instructions": cpu_has_bf16_instructions(),
+              "probe_speedup": {t: round(cpu_bf16_speedup(t), 2) for t in TASKS},
+              "auto": {t: auto_precision(torch.device("cpu"), t) for t in TASKS},
               "matmul_peak_gflops": {"fp32": round(matmul_peak(torch.float32), 1),
                                      "bf16": round(matmul_peak(torch.bfloat16), 1)}}  # fmt: skip
     configs = [{}, {"features": 32}, {"features": 48}, {"cell": 4}, {"depth": 5, "features": 48},

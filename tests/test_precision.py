@@ -8,6 +8,7 @@ import torch
 
 from napari_b2u.api import TrainConfig, load_model, train
 from napari_b2u.engine import precision as precision_module
+from napari_b2u.engine.device import use_all_cores
 from napari_b2u.engine.precision import Precision, auto_precision, resolve_precision
 
 from .utils import TINY, smooth_image
@@ -21,10 +22,16 @@ def noisy(shape=(64, 64), seed=1):
 
 
 def test_auto_follows_the_hardware(monkeypatch):
-    monkeypatch.setattr(precision_module, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(precision_module, "cpu_has_bf16_instructions", lambda: True)
+    monkeypatch.setattr(precision_module, "cpu_bf16_speedup", lambda task="train": 2.1)  # AMX
     assert auto_precision(CPU) == "bf16"
-    monkeypatch.setattr(precision_module, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(precision_module, "cpu_bf16_speedup", lambda task="train": 0.7)  # AMX hidden
     assert auto_precision(CPU) == "fp32"
+    monkeypatch.setattr(precision_module, "cpu_bf16_speedup", lambda task="train": 1.0 if task == "train" else 2.0)
+    assert auto_precision(CPU, "train") == "fp32" and auto_precision(CPU, "infer") == "bf16"
+    monkeypatch.setattr(precision_module, "cpu_has_bf16_instructions", lambda: False)
+    monkeypatch.setattr(precision_module, "cpu_bf16_speedup", lambda task="train": pytest.fail("probed"))
+    assert auto_precision(CPU) == "fp32"  # emulated bf16: no probe needed
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert auto_precision(torch.device("cuda")) == "bf16"  # Ampere and newer
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
@@ -35,6 +42,8 @@ def test_auto_follows_the_hardware(monkeypatch):
     assert resolve_precision("fp16", CPU).needs_scaler
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("int8", CPU)
+    with pytest.raises(ValueError, match="task"):
+        auto_precision(CPU, "predict")
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="fp64")
 
@@ -43,7 +52,32 @@ def test_cpu_detection_matches_the_instruction_set():
     flags = precision_module._cpuinfo_flags()
     if not flags:
         pytest.skip("no /proc/cpuinfo here")
-    assert precision_module.cpu_has_fast_bf16() == bool(flags & {"amx_bf16", "avx512_bf16"})
+    assert precision_module.cpu_has_bf16_instructions() == bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+@pytest.mark.parametrize("task", ["train", "infer"])
+def test_the_bf16_probe_measures_once_and_leaves_the_random_stream_alone(task):
+    precision_module._measured_speedup.cache_clear()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    speedup = precision_module.cpu_bf16_speedup(task)
+    assert torch.equal(torch.rand(3), expected)
+    assert 0.05 < speedup < 50  # a ratio of two timings, whatever this CPU is
+    assert precision_module.cpu_bf16_speedup(task) == speedup  # cached: the same figure
+    assert precision_module._measured_speedup.cache_info().hits >= 1
+
+
+def test_auto_on_this_cpu_is_what_the_probe_measured():
+    """On this machine, whatever it is: bf16 only where bf16 instructions exist
+    and the probe found them fast, and training records what it ran."""
+    use_all_cores()  # the thread count training runs (and probes) at
+    fast = precision_module.cpu_has_bf16_instructions() and (
+        precision_module.cpu_bf16_speedup("train") >= precision_module.MIN_SPEEDUP
+    )
+    assert auto_precision(CPU) == ("bf16" if fast else "fp32")
+    model = train(noisy(), precision="auto", steps=2, time_budget=None, **TINY)
+    assert model.summary.precision == ("bf16" if fast else "fp32")
 
 
 def test_bf16_training_keeps_fp32_weights_and_outputs(tmp_path):
@@ -87,3 +121,25 @@ def test_fp32_runs_without_a_scaler():
     assert not resolve_precision("fp32", CPU).scaler().is_enabled()
     model = train(noisy(), precision="fp32", steps=2, time_budget=None, **TINY)
     assert model.summary.precision == "fp32"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_inference_feeds_the_network_in_its_weight_layout(precision):
+    """A plain-layout input to channels-last weights made fp32 inference 1.3-1.45x
+    slower (benchmarks/speed.py); every pass must get channels-last input."""
+    model = train(noisy(), steps=1, time_budget=None, **TINY)
+    net = Precision(precision, "cpu").for_inference(model.net.to(memory_format=torch.channels_last))
+    layouts = []
+
+    def record(_, args):  # with one channel both layouts are "contiguous": compare strides
+        x = args[0]
+        layouts.append(x.stride() == torch.empty_like(x, memory_format=torch.channels_last).stride())
+
+    net.register_forward_pre_hook(record)
+    from napari_b2u.engine.inference import predict
+
+    y = torch.randn(2, 1, 32, 32)
+    for mode in ("visible", "weighted"):
+        out = predict(net, y, mode, cell=2, lam=20.0, precision=Precision(precision, "cpu"))
+        assert out.dtype == torch.float32
+    assert layouts and all(layouts)

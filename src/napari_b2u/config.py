@@ -114,11 +114,13 @@ class TrainConfig:
         Default of the trained model's output: average over the 8 flips and
         90-degree rotations of the input (a self-ensemble, 8x the inference cost).
     precision : str
-        Numeric precision of the network's passes: ``"auto"`` (bf16 on CPUs
-        with AMX or AVX512-BF16 and on CUDA GPUs that support it, fp16 with
-        loss scaling on older CUDA GPUs, fp32 elsewhere), ``"fp32"``,
+        Numeric precision of the network's passes: ``"auto"`` (on CPUs with
+        AMX or AVX512-BF16, bf16 where a sub-second probe measures it faster
+        than fp32, else fp32; bf16 on CUDA GPUs that support it, fp16 with
+        loss scaling on older CUDA GPUs; fp32 elsewhere), ``"fp32"``,
         ``"bf16"`` or ``"fp16"``. The loss, optimizer and weights stay fp32;
-        outputs are float32. Inference follows the same rule.
+        outputs are float32. Inference follows the same rule (probed for
+        inference).
     decorrelate : str
         Handling of noise that is correlated between neighbouring pixels, which
         breaks the blind-spot assumption: ``"auto"`` measures the noise before

@@ -54,7 +54,8 @@ def predict(
     layout = memory_format(net)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return net(x.to(dtype, memory_format=layout) if converted else x).float()
+        # the input in the weights' layout too: fp32 with a plain-layout input ran 1.3-1.45x slower
+        return net(x.to(dtype, memory_format=layout)).float()
 
     context = contextlib.nullcontext() if converted else precision.autocast()
     with context:

@@ -204,9 +204,9 @@ class Model:
                 "a model on images like this one."
             )
         dev = resolve_device(device or self.config.device)
-        resolved = resolve_precision(precision or self.config.precision, dev)
         if dev.type == "cpu":
             use_all_cores()
+        resolved = resolve_precision(precision or self.config.precision, dev, "infer")
         self.net.to(dev, memory_format=memory_format(self.net)).eval()
         yield from iter_denoised_planes(
             planes,

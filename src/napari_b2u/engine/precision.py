@@ -1,25 +1,40 @@
 """Numeric precision of the network's passes: what the hardware runs fastest.
 
-``auto`` picks bf16 on CPUs with AMX or AVX512-BF16 units (detected, not
-assumed) and on CUDA GPUs with bf16 support (Ampere and newer), fp16 with a
-gradient scaler on older CUDA GPUs, and fp32 elsewhere (MPS included:
-unmeasured here). Only the network's passes (and the masker and mapper
-around them) run under autocast; the loss, the optimizer and the master
-weights stay fp32, and outputs are float32. ``benchmarks/speed.py`` measures
-the choice: on this project's CPUs bf16 trains 2-3x faster per step.
+``auto`` picks bf16 on CUDA GPUs with bf16 support (Ampere and newer), fp16
+with a gradient scaler on older CUDA GPUs, and fp32 on MPS (unmeasured here).
+On a CPU it measures: where the CPU has bf16 instructions (AMX or
+AVX512-BF16), a probe of well under a second times the default network in
+both precisions, once per process and task (training, inference), and bf16
+is picked only where it runs at least `MIN_SPEEDUP` times faster. The
+instruction set alone does not tell: ``benchmarks/speed.py`` measured bf16
+training 2.1x faster than fp32 on a Xeon with AMX, 1.5x on an AMD EPYC with
+AVX512-BF16, and 0.7x (slower) on a Xeon whose AMX the virtual machine
+hides. Without bf16 instructions bf16 is emulated: fp32, no probe.
+
+Only the network's passes (and the masker and mapper around them) run under
+autocast; the loss, the optimizer and the master weights stay fp32, and
+outputs are float32.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import time
 from dataclasses import dataclass
 
 import torch
 
 from napari_b2u.config import PRECISIONS
+from napari_b2u.core.unet import UNet
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: What a precision is resolved for: the probe times what that task runs.
+TASKS = ("train", "infer")
+#: On a CPU, ``auto`` picks bf16 only where the probe measures it at least
+#: this much faster than fp32 (below it, run-to-run noise could decide).
+MIN_SPEEDUP = 1.15
 
 
 @dataclass(frozen=True)
@@ -58,12 +73,13 @@ class Precision:
         return torch.amp.GradScaler(self.device_type, enabled=self.needs_scaler)
 
 
-def resolve_precision(name: str, device: torch.device) -> Precision:
-    """``auto`` -> the fastest precision ``device`` runs well; others are checked."""
+def resolve_precision(name: str, device: torch.device, task: str = "train") -> Precision:
+    """``auto`` -> the fastest precision ``device`` runs ``task`` (``"train"``
+    or ``"infer"``) in; other names are checked."""
     if name not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}.")
     if name == "auto":
-        name = auto_precision(device)
+        name = auto_precision(device, task)
     if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(
             f"{torch.cuda.get_device_name(device)} has no bf16 support; use precision='fp16' "
@@ -74,22 +90,69 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
     return Precision(name, device.type)
 
 
-def auto_precision(device: torch.device) -> str:
-    """What ``auto`` means on ``device``."""
+def auto_precision(device: torch.device, task: str = "train") -> str:
+    """What ``auto`` means on ``device`` for ``task``."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_fast_bf16():
-        return "bf16"
+    if device.type == "cpu" and cpu_has_bf16_instructions():
+        return "bf16" if cpu_bf16_speedup(task) >= MIN_SPEEDUP else "fp32"
     return "fp32"
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU has AMX tiles or AVX512-BF16 (bf16 matmuls run at
-    several times the fp32 rate); without them bf16 is emulated and slower."""
+def cpu_has_bf16_instructions() -> bool:
+    """Whether this CPU has AMX tiles or AVX512-BF16 (without them bf16 is
+    emulated and slower than fp32; with them it may or may not be faster)."""
     probes = [getattr(torch.cpu, p, None) for p in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     if any(probe is not None for probe in probes):
         return any(bool(probe()) for probe in probes if probe is not None)
     return bool(_cpuinfo_flags() & {"amx_bf16", "avx512_bf16"})  # older torch, Linux
+
+
+def cpu_bf16_speedup(task: str = "train") -> float:
+    """fp32 seconds over bf16 seconds for ``task`` with the default network on
+    this CPU at torch's current thread count (measured once per process)."""
+    return _measured_speedup(task, torch.get_num_threads())
+
+
+@functools.cache
+def _measured_speedup(task: str, threads: int) -> float:
+    """Time the default network in both precisions, best of 3 each, interleaved:
+    ``train`` a forward and backward pass under autocast on a batch of 8
+    patches of 64 x 64 (as a training step), ``infer`` a bf16 copy's forward
+    pass on a 256 x 256 plane (as `Precision.for_inference` runs it)."""
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random stream alone
+        torch.manual_seed(0)
+        net = UNet(1, features=16, depth=4).to(memory_format=torch.channels_last)
+        shape = (8, 1, 64, 64) if task == "train" else (1, 1, 256, 256)
+        x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    if task == "train":
+        runs = {name: functools.partial(_train_pass, net, x, Precision(name, "cpu")) for name in ("fp32", "bf16")}
+    else:
+        net.eval()
+        bf16 = Precision("bf16", "cpu").for_inference(net)
+        runs = {"fp32": functools.partial(_infer_pass, net, x), "bf16": functools.partial(_infer_pass, bf16, x.bfloat16())}
+    best = dict.fromkeys(runs, float("inf"))
+    for run in runs.values():
+        run()  # warm-up: oneDNN builds its kernels on the first call
+    for _ in range(3):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best["fp32"] / best["bf16"]
+
+
+def _train_pass(net: UNet, x: torch.Tensor, precision: Precision) -> None:
+    with precision.autocast():
+        out = net(x)
+    out.float().square().mean().backward()
+
+
+@torch.inference_mode()
+def _infer_pass(net: torch.nn.Module, x: torch.Tensor) -> None:
+    net(x)
 
 
 def _cpuinfo_flags() -> set[str]:

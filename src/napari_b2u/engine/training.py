@@ -95,8 +95,8 @@ def _prepare(image: Any, axes: str | None, config: TrainConfig, init: Model | No
             f"{2 * config.cell}. Train the stack as planes (spatial_dims=2)."
         )
     device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
     threads = use_all_cores() if device.type == "cpu" else None
+    precision = resolve_precision(config.precision, device, "train")  # auto: timed on these threads
     if config.seed is not None:
         torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
