@@ -39,6 +39,7 @@ def b2u(case, budget: float, **overrides) -> dict[str, np.ndarray]:
     out = {mode: model.denoise(case.noisy, axes=axes, mode=mode) for mode in ("weighted", "blind", "visible")}
     out["visible-ensemble"] = model.denoise(case.noisy, axes=axes, mode="visible", ensemble=True)
     out["_steps"] = model.summary.steps
+    out["_precision"] = model.summary.precision  # what "auto" resolved to
     return out
 
 

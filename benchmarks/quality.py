@@ -109,6 +109,7 @@ def run(args) -> list[dict]:
                         continue
                     seconds = time.perf_counter() - t0
                     steps = outputs.pop("_steps", None)
+                    precision = outputs.pop("_precision", None)
                     for output, image in outputs.items():
                         row = {
                             "case": case.name, "data": case.data, "noise": case.noise,
@@ -121,6 +122,8 @@ def run(args) -> list[dict]:
                             "psnr_noisy_fit": round(psnr_fit(case.noisy, case.clean), 3),
                             "threads": torch.get_num_threads(), "device": "cpu",
                         }
+                        if precision is not None:
+                            row["precision"] = precision
                         rows.append(row)
                         print(json.dumps({k: row[k] for k in ("case", "method", "variant", "output", "budget_s", "steps", "psnr", "ssim")}), flush=True)
     return rows
