@@ -166,7 +166,7 @@ class TrainWidget(QWidget):
             label="precision",
             choices=PRECISIONS,
             value=TrainConfig().precision,
-            tooltip="auto: bf16 where the CPU or GPU runs it fast (2-3x more steps), else fp32",
+            tooltip="auto: bf16 where it measures faster on this CPU or GPU (1.5-3x more steps), else fp32",
         )
         self.mode = ComboBox(label="output", choices=list(MODES), value=TrainConfig().mode)
         self.decorrelate = ComboBox(

@@ -54,7 +54,7 @@ def predict(
     layout = memory_format(net)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        # the input in the weights' layout too: fp32 with a plain-layout input ran 1.3-1.45x slower
+        # the input in the weights' layout too: fp32 with a plain-layout input ran 1.2-3x slower
         return net(x.to(dtype, memory_format=layout)).float()
 
     context = contextlib.nullcontext() if converted else precision.autocast()
