@@ -22,7 +22,7 @@ import torch
 
 import napari_b2u.engine.training as training
 from benchmarks.data import load_cases
-from benchmarks.machine import cpu_model
+from benchmarks.machine import run_meta
 from benchmarks.quality import RESULTS, psnr
 from napari_b2u.api import train
 
@@ -45,16 +45,21 @@ class _EmaAdam(torch.optim.Adam):
         return out
 
 
+def _visible_psnr(model, case) -> float:
+    return round(float(psnr(model.denoise(case.noisy, mode="visible"), case.clean)), 3)
+
+
 def _psnr_with(model, weights, case) -> float:
+    """`_visible_psnr` with ``weights`` in the network, its own put back after."""
     params = list(model.net.parameters())
     saved = [p.detach().clone() for p in params]
     with torch.no_grad():
         for p, w in zip(params, weights):
             p.copy_(w)
-        value = psnr(model.denoise(case.noisy, mode="visible"), case.clean)
+        value = _visible_psnr(model, case)
         for p, w in zip(params, saved):
             p.copy_(w)
-    return round(float(value), 3)
+    return value
 
 
 def main(argv=None) -> None:
@@ -63,23 +68,21 @@ def main(argv=None) -> None:
     parser.add_argument("--noise", default="gauss25")
     parser.add_argument("--steps", type=int, default=900)
     args = parser.parse_args(argv)
+    started = datetime.datetime.now()
     training.torch.optim.Adam = _EmaAdam  # the engine builds its optimizer from this name
     rows = []
     for case in load_cases(args.data, [args.noise]):
         _EmaAdam.emas = {}
         model = train(case.noisy, steps=args.steps, time_budget=None, seed=0, device="cpu")
-        row = {"case": case.name, "steps": args.steps,
-               "final": round(float(psnr(model.denoise(case.noisy, mode="visible"), case.clean)), 3)}  # fmt: skip
+        row = {"case": case.name, "steps": args.steps, "final": _visible_psnr(model, case)}
         row.update({f"ema{d}": _psnr_with(model, w, case) for d, w in _EmaAdam.emas.items()})
         print(json.dumps(row), flush=True)
         rows.append(row)
     means = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0] if k not in ("case", "steps")}
     print("mean", means)
-    meta = {"command": "python -m benchmarks.ema_check " + " ".join(sys.argv[1:] if argv is None else argv),
-            "started": datetime.datetime.now().isoformat(timespec="seconds"), "host": socket.gethostname(),
-            "cpu": cpu_model(), "torch": torch.__version__}  # fmt: skip
+    meta = run_meta("python -m benchmarks.ema_check " + " ".join(sys.argv[1:] if argv is None else argv), started)
     RESULTS.mkdir(exist_ok=True)
-    name = f"{datetime.date.today()}-{socket.gethostname()}-ema-{args.steps}steps.json"
+    name = f"{started:%Y-%m-%d}-{socket.gethostname()}-ema-{args.steps}steps.json"
     (RESULTS / name).write_text(json.dumps({"meta": meta, "rows": rows, "mean": means}, indent=1))
 
 

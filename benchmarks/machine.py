@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import platform
+import socket
 
 
 def cpu_model() -> str:
@@ -15,3 +17,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def run_meta(command: str, started: datetime.datetime, **extra) -> dict:
+    """The ``meta`` block of a results file: the command, when, where, what torch."""
+    import torch
+
+    return {"command": command, "started": started.isoformat(timespec="seconds"),
+            "host": socket.gethostname(), "cpu": cpu_model(), "torch": torch.__version__, **extra}  # fmt: skip

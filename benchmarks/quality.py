@@ -23,7 +23,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from benchmarks.data import load_cases
-from benchmarks.machine import cpu_model
+from benchmarks.machine import run_meta
 from benchmarks.methods import METHODS, MethodUnavailable
 from napari_b2u.demo import psnr
 
@@ -194,10 +194,8 @@ def main(argv=None) -> None:
     rows = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"{started:%Y-%m-%d}-{socket.gethostname()}-{args.tag}"
-    meta = {"command": "python -m benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
-            "started": started.isoformat(timespec="seconds"), "host": socket.gethostname(),
-            "cpu": cpu_model(), "torch": torch.__version__,
-            "threads": args.threads}
+    meta = run_meta("python -m benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
+                    started, threads=args.threads)
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     md = f"# {args.tag}\n\nCommand: `{meta['command']}`  \nStarted {meta['started']} on {meta['host']} ({meta['cpu']}), torch {meta['torch']}, {args.threads} threads, CPU.\n\n{table(rows)}\n"
     stem.with_suffix(".md").write_text(md)

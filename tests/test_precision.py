@@ -11,6 +11,7 @@ import torch
 from napari_b2u.api import TrainConfig, load_model, train
 from napari_b2u.engine import precision as precision_module
 from napari_b2u.engine.device import use_all_cores
+from napari_b2u.engine.inference import predict
 from napari_b2u.engine.precision import Precision, auto_precision, resolve_precision
 
 from .utils import TINY, smooth_image
@@ -157,8 +158,6 @@ def test_inference_feeds_the_network_in_its_weight_layout(precision):
         layouts.append(x.stride() == torch.empty_like(x, memory_format=torch.channels_last).stride())
 
     net.register_forward_pre_hook(record)
-    from napari_b2u.engine.inference import predict
-
     y = torch.randn(2, 1, 32, 32)
     for mode in ("visible", "weighted"):
         out = predict(net, y, mode, cell=2, lam=20.0, precision=Precision(precision, "cpu"))

@@ -28,6 +28,7 @@ import torch
 
 from napari_b2u.config import PRECISIONS
 from napari_b2u.core.unet import UNet
+from napari_b2u.engine.device import memory_format
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: What a precision is resolved for: the probe times what that task runs.
@@ -92,8 +93,7 @@ def resolve_precision(name: str, device: torch.device, task: str = "train") -> P
 
 def auto_precision(device: torch.device, task: str = "train") -> str:
     """What ``auto`` means on ``device`` for ``task``."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    _check_task(task)
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "cpu" and cpu_has_bf16_instructions():
@@ -116,8 +116,7 @@ def cpu_bf16_speedup(task: str = "train") -> float:
     kept (a reading taken while other work loads the cores stays until the
     process ends; ``precision="fp32"`` or ``"bf16"`` skips the probe). 0.0
     where bf16 fails to run."""
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    _check_task(task)
     try:
         return _measured_speedup(task, torch.get_num_threads())
     except RuntimeError:  # a torch build without some bf16 CPU kernel: stay in fp32
@@ -132,13 +131,14 @@ def _measured_speedup(task: str, threads: int) -> float:
     training step), ``infer`` a bf16 copy's forward pass on a channels-last
     256 x 256 plane (as `Precision.for_inference` and `predict` run it)."""
     with torch.random.fork_rng(devices=[]):  # the caller's CPU random stream is left as it was
-        net = UNet(1, features=16, depth=4).to(memory_format=torch.channels_last)
+        net = UNet(1, features=16, depth=4)
+        net.to(memory_format=memory_format(net))  # as training and inference hold it
         x = torch.randn((8, 1, 64, 64) if task == "train" else (1, 1, 256, 256))
     if task == "train":
         runs = {name: functools.partial(_train_pass, net, x, Precision(name, "cpu")) for name in ("fp32", "bf16")}
     else:
         net.eval()
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=memory_format(net))
         bf16 = Precision("bf16", "cpu").for_inference(net)
         runs = {"fp32": functools.partial(_infer_pass, net, x), "bf16": functools.partial(_infer_pass, bf16, x.bfloat16())}
     best = dict.fromkeys(runs, float("inf"))
@@ -150,6 +150,11 @@ def _measured_speedup(task: str, threads: int) -> float:
             run()
             best[name] = min(best[name], time.perf_counter() - t0)
     return best["fp32"] / best["bf16"]
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
 
 
 def _train_pass(net: UNet, x: torch.Tensor, precision: Precision) -> None:
