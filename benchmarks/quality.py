@@ -14,6 +14,7 @@ import argparse
 import datetime
 import json
 import socket
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -111,22 +112,31 @@ def run(args) -> list[dict]:
                     steps = outputs.pop("_steps", None)
                     precision = outputs.pop("_precision", None)
                     for output, image in outputs.items():
-                        row = {
-                            "case": case.name, "data": case.data, "noise": case.noise,
-                            "method": method, "variant": variant, "overrides": overrides,
-                            "output": output, "budget_s": budget, "wall_s": round(seconds, 2),
-                            "steps": steps, "psnr": round(psnr(image, case.clean), 3),
-                            "ssim": round(ssim(image, case.clean), 4),
-                            "psnr_fit": round(psnr_fit(image, case.clean), 3),
-                            "psnr_noisy": round(psnr(case.noisy, case.clean), 3),
-                            "psnr_noisy_fit": round(psnr_fit(case.noisy, case.clean), 3),
-                            "threads": torch.get_num_threads(), "device": "cpu",
-                        }
-                        if precision is not None:
-                            row["precision"] = precision
-                        rows.append(row)
-                        print(json.dumps({k: row[k] for k in ("case", "method", "variant", "output", "budget_s", "steps", "psnr", "ssim")}), flush=True)
+                        rows.append(result_row(case, method, variant, overrides, output, image,
+                                               budget, seconds, steps, precision))
     return rows
+
+
+def result_row(case, method: str, variant: str, overrides: dict, output: str, image: np.ndarray,
+               budget: float | None, seconds: float, steps: int | None,
+               precision: str | None = None) -> dict:
+    """One results row: the scores of ``image`` against ``case.clean`` and how it was made;
+    printed as it is made."""
+    row = {
+        "case": case.name, "data": case.data, "noise": case.noise,
+        "method": method, "variant": variant, "overrides": overrides,
+        "output": output, "budget_s": budget, "wall_s": round(seconds, 2),
+        "steps": steps, "psnr": round(psnr(image, case.clean), 3),
+        "ssim": round(ssim(image, case.clean), 4),
+        "psnr_fit": round(psnr_fit(image, case.clean), 3),
+        "psnr_noisy": round(psnr(case.noisy, case.clean), 3),
+        "psnr_noisy_fit": round(psnr_fit(case.noisy, case.clean), 3),
+        "threads": torch.get_num_threads(), "device": "cpu",
+    }
+    if precision is not None:
+        row["precision"] = precision
+    print(json.dumps({k: row[k] for k in ("case", "method", "variant", "output", "budget_s", "steps", "psnr", "ssim")}), flush=True)
+    return row
 
 
 def table(rows: list[dict]) -> str:
@@ -192,10 +202,16 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     started = datetime.datetime.now()
     rows = run(args)
+    write_results(rows, args, "benchmarks.quality", argv, started)
+
+
+def write_results(rows: list[dict], args, module: str, argv, started: datetime.datetime) -> None:
+    """``<out>/<date>-<host>-<tag>.{json,md,png}``: the rows, their table and plot,
+    with the command that made them."""
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"{started:%Y-%m-%d}-{socket.gethostname()}-{args.tag}"
-    meta = run_meta("python -m benchmarks.quality " + " ".join(argv or __import__("sys").argv[1:]),
-                    started, threads=args.threads)
+    meta = run_meta(f"python -m {module} " + " ".join(argv or sys.argv[1:]), started,
+                    threads=args.threads)
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     md = f"# {args.tag}\n\nCommand: `{meta['command']}`  \nStarted {meta['started']} on {meta['host']} ({meta['cpu']}), torch {meta['torch']}, {args.threads} threads, CPU.\n\n{table(rows)}\n"
     stem.with_suffix(".md").write_text(md)

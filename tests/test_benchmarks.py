@@ -91,3 +91,27 @@ def test_variants_split_outside_brackets_so_tuples_are_values():
         ("late", {"lr": 0.002, "lr_milestones": (0.5, 0.7, 0.9)}),
         ("t", {"t1": 0.2}),
     ]
+
+
+def test_pooled_trains_one_model_per_image_size_for_the_summed_steps(tmp_path, monkeypatch):
+    from benchmarks import pooled
+    from benchmarks.data import Case
+
+    rng = np.random.default_rng(0)
+
+    def case(name, shape):
+        clean = rng.uniform(0, 255, shape).astype(np.float32)
+        return Case(name, "tiny", "gauss25", clean, clean + rng.normal(0, 25, shape).astype(np.float32), 25.0)
+
+    cases = [case("a", (32, 32)), case("b", (32, 32)), case("c", (48, 32))]
+    monkeypatch.setattr(pooled, "load_cases", lambda *args, **kwargs: cases)
+    pooled.main(["--steps", "2", "--compare", "--variants", "small:features=4;depth=2",
+                 "--tag", "p", "--out", str(tmp_path)])
+    rows = json.loads(next(tmp_path.glob("*-p.json")).read_text())["rows"]
+    visible = {(r["case"], r["variant"]): r for r in rows if r["output"] == "visible"}
+    assert set(visible) == {(c, v) for c in "abc" for v in ("pooled-small", "single-small")}
+    # a and b (one size) share a model trained for 2 steps each; c is alone in its size
+    assert [visible[c, "pooled-small"]["steps"] for c in "abc"] == [4, 4, 2]
+    assert visible["a", "pooled-small"]["overrides"]["images"] == 2
+    assert all(visible[c, "single-small"]["steps"] == 2 for c in "abc")
+    assert {r["output"] for r in rows} == {"visible", "visible-ensemble"}
