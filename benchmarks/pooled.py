@@ -35,32 +35,35 @@ def _denoise_all(model, noisy: np.ndarray) -> dict[str, np.ndarray]:
     return {name: model.denoise(noisy, **kwargs) for name, kwargs in OUTPUTS.items()}
 
 
+def _train_and_score(cases: list[Case], image: np.ndarray, variant: str, overrides: dict,
+                     budget: float | None, steps: int | None, recorded: dict) -> list[dict]:
+    """Train one model on ``image`` (one case's image, or the stack of ``cases``)
+    for ``len(cases)`` times the per-image budget or steps, score it on each case;
+    the rows record ``recorded`` as their overrides."""
+    n = len(cases)
+    length = {"time_budget": n * budget} if steps is None else {"steps": n * steps, "time_budget": None}
+    t0 = time.perf_counter()
+    model = train(image, **{"device": "cpu", **length, **overrides})
+    outputs = _denoise_all(model, image)
+    share = (time.perf_counter() - t0) / n
+    return [result_row(case, "b2u", variant, recorded, output, out if out.ndim == case.noisy.ndim else out[i],
+                       budget, share, model.summary.steps, model.summary.precision)
+            for output, out in outputs.items() for i, case in enumerate(cases)]  # fmt: skip
+
+
 def pooled(group: list[Case], budget: float | None, steps: int | None, variant: str,
            overrides: dict) -> list[dict]:
     """Train one model on ``group`` (images of one size), score it on each image."""
-    n = len(group)
     stack = np.stack([c.noisy for c in group])
-    length = {"time_budget": n * budget} if steps is None else {"steps": n * steps, "time_budget": None}
-    t0 = time.perf_counter()
-    model = train(stack, **{"device": "cpu", **length, **overrides})
-    outputs = _denoise_all(model, stack)
-    share = (time.perf_counter() - t0) / n
-    return [result_row(case, "b2u", f"pooled-{variant}", {**overrides, "images": n}, output, image[i],
-                       budget, share, model.summary.steps, model.summary.precision)
-            for output, image in outputs.items() for i, case in enumerate(group)]  # fmt: skip
+    return _train_and_score(group, stack, f"pooled-{variant}", overrides, budget, steps,
+                            recorded={**overrides, "images": len(group)})
 
 
 def single(case: Case, budget: float | None, steps: int | None, variant: str,
            overrides: dict) -> list[dict]:
     """Train one model on ``case`` alone, score it."""
-    length = {"time_budget": budget} if steps is None else {"steps": steps, "time_budget": None}
-    t0 = time.perf_counter()
-    model = train(case.noisy, **{"device": "cpu", **length, **overrides})
-    outputs = _denoise_all(model, case.noisy)
-    seconds = time.perf_counter() - t0
-    return [result_row(case, "b2u", f"single-{variant}", overrides, output, image, budget, seconds,
-                       model.summary.steps, model.summary.precision)
-            for output, image in outputs.items()]  # fmt: skip
+    return _train_and_score([case], case.noisy, f"single-{variant}", overrides, budget, steps,
+                            recorded=overrides)
 
 
 def run(args) -> list[dict]:
