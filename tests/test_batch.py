@@ -235,3 +235,44 @@ def test_interrupt_leaves_no_partial_output(folder, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         denoise_files(folder / "stack.tif", out, model, progress=False)
     assert list(out.iterdir()) == []
+
+
+def test_train_files_of_different_sizes_trains_one_model_on_all(tmp_path):
+    """Files of different plane sizes become a PlaneSet: one model, every
+    file's pixels equally likely in a patch, previews of each size."""
+    import dask.array as da
+
+    from napari_b2u.api import train_files
+    from napari_b2u.engine.data import Planes, PlaneSet
+    from napari_b2u.engine.events import Preview
+    from napari_b2u.engine.training import train_events
+
+    rng = np.random.default_rng(0)
+    small = smooth_image((48, 40)) + rng.normal(0, 20, (48, 40))
+    big = np.stack([smooth_image((64, 96), seed=s) for s in (1, 2)]) + rng.normal(0, 20, (2, 64, 96))
+    tifffile.imwrite(tmp_path / "small.tif", small.astype(np.float32))
+    np.save(tmp_path / "big.npy", big.astype(np.uint16))
+    model = train_files([tmp_path / "small.tif", tmp_path / "big.npy"], **TRAIN)
+    assert model.summary.trained_on["shapes"] == [[48, 40], [2, 64, 96]]
+    assert model.summary.steps == 3 and model.denoise(small).shape == small.shape
+
+    # a lazy part and a numpy part: reads dispatch, sampling follows the pixel counts
+    planes = PlaneSet([Planes(small), Planes(da.from_array(big, chunks=(1, 64, 96)))])
+    assert planes.n == 3 and (planes.height, planes.width) == (48, 40)
+    assert planes.sample_shape(0) == (48, 40) and planes.sample_shape(2) == (64, 96)
+    np.testing.assert_allclose(planes.read(2, slice(1, 3), slice(5, 9))[0], big[1, 1:3, 5:9])
+    picks = np.bincount([planes.pick(rng) for _ in range(3000)], minlength=3) / 3000
+    np.testing.assert_allclose(picks, np.array([1920, 6144, 6144]) / 14208, atol=0.03)
+    config = model.config.replace(steps=2)
+    seen = {}
+    for plane in (0, 2):
+        gen = train_events(planes, config=config, preview_plane=plane, preview_interval=0.0)
+        event = next(gen)
+        while not isinstance(event, Preview):
+            event = gen.send(None)
+        seen[plane] = event.image.shape
+        gen.close()
+    assert seen == {0: (48, 40), 2: (64, 96)}
+
+    with pytest.raises(ValueError, match="different channels"):
+        PlaneSet([Planes(small), Planes(np.zeros((40, 40, 3)), "YXC")])

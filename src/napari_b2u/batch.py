@@ -24,7 +24,7 @@ from napari_b2u.engine import (
     run_to_end,
     train_events,
 )
-from napari_b2u.engine.data import UNNAMED
+from napari_b2u.engine.data import UNNAMED, PlaneSet
 from napari_b2u.engine.images import (
     is_readable,
     open_image,
@@ -230,12 +230,15 @@ def process_file(
     return FileDone(job, job.output, report)
 
 
-def stack_files(paths: list[Path], axes: str | None, spatial_dims: int = 2) -> tuple[Any, str]:
+def stack_files(
+    paths: list[Path], axes: str | None, spatial_dims: int = 2
+) -> tuple[Any, str | None]:
     """All planes (or volumes) of ``paths`` as one lazy (dask) array for
     training, and its axes: ``N[C]YX``, or ``NZ[C]YX`` for volumes.
 
-    One file is returned as it is; several must share their plane (volume)
-    size and channels.
+    One file is returned as it is. Files of different plane (volume) sizes
+    become a `PlaneSet` (axes ``None``: it carries its own); they must share
+    their channels.
     """
     images = [open_image(p) for p in paths]
     if len(images) == 1:
@@ -243,12 +246,8 @@ def stack_files(paths: list[Path], axes: str | None, spatial_dims: int = 2) -> t
     import dask.array as da
 
     planes = [Planes(im.data, axes or im.axes, spatial_dims) for im in images]
-    shapes = {(p.channels, *p.spatial_shape) for p in planes}
-    if len(shapes) > 1:
-        raise ValueError(
-            "The inputs have different plane sizes or channels "
-            f"{sorted(shapes)}; train on files of one size, or one file at a time."
-        )
+    if len({(p.channels, *p.spatial_shape) for p in planes}) > 1:
+        return PlaneSet(planes), None  # sizes differ: sampled file by file
     first = planes[0]
     channel = "C" if first.channel_dim is not None else ""
     inner = ("Z" if spatial_dims == 3 else "") + channel + "YX"

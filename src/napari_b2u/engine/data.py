@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,14 @@ class Planes:
         if self.n == 0 or 0 in self.spatial_shape or self.channels == 0:
             raise ValueError(f"The image is empty (shape {self.shape}); nothing to denoise.")
 
+    def sample_shape(self, i: int) -> tuple[int, ...]:
+        """Spatial shape of sample ``i``: the same for every sample of one array."""
+        return self.spatial_shape
+
+    def pick(self, rng: np.random.Generator) -> int:
+        """A random sample, each equally likely (they are all the same size)."""
+        return int(rng.integers(self.n))
+
     @property
     def channel_letter(self) -> str:
         return self.axes[self.channel_dim] if self.channel_dim is not None else ""
@@ -153,19 +162,107 @@ class Planes:
         are cached (training revisits them) unless ``cache`` is false."""
         if not self._lazy:
             return self.read(i)
-        if i in self._cache:
-            self._cache.move_to_end(i)
-            return self._cache[i]
-        block = np.asarray(self.array[self.index(i)], dtype=np.float32)
-        plane = np.ascontiguousarray(self.to_cyx(block))
+
+        def load() -> np.ndarray:
+            block = np.asarray(self.array[self.index(i)], dtype=np.float32)
+            return np.ascontiguousarray(self.to_cyx(block))
+
         if not cache:
-            return plane
-        self._cache[i] = plane
-        while (
-            len(self._cache) > 1 and sum(p.nbytes for p in self._cache.values()) > PLANE_CACHE_BYTES
-        ):
-            self._cache.popitem(last=False)
-        return plane
+            return load()
+        return _cached(self._cache, i, load)
+
+
+def _cached(cache: OrderedDict[int, np.ndarray], i: int, load: Callable[[], np.ndarray]) -> np.ndarray:
+    """``cache[i]``, loaded first if missing; the least recently used entries
+    leave once the cache holds more than `PLANE_CACHE_BYTES` (the newest stays)."""
+    if i in cache:
+        cache.move_to_end(i)
+        return cache[i]
+    cache[i] = plane = load()
+    while len(cache) > 1 and sum(p.nbytes for p in cache.values()) > PLANE_CACHE_BYTES:
+        cache.popitem(last=False)
+    return plane
+
+
+class PlaneSet:
+    """Several arrays' samples as one sequence, for training one model on
+    images of different sizes (files of a data set). The parts must share
+    their channels and ``spatial_dims``; their sample sizes may differ.
+
+    It offers what training reads of a `Planes`: ``n``, ``channels``,
+    ``spatial_dims``, ``read``, ``plane``, ``sample_shape`` and ``pick``
+    (which weights each sample by its pixel count, so every pixel counts
+    alike, as in one stack). ``height``, ``width``, ``depth`` and
+    ``spatial_shape`` are the smallest over the parts: what patch sizes and
+    size checks must fit.
+    """
+
+    def __init__(self, parts: list[Planes]) -> None:
+        if not parts:
+            raise ValueError("No images to train on.")
+        first = parts[0]
+        channels = {p.channels for p in parts}
+        dims = {p.spatial_dims for p in parts}
+        if len(channels) > 1 or len(dims) > 1:
+            raise ValueError(
+                f"The inputs have different channels {sorted(channels)} or spatial dims "
+                f"{sorted(dims)}; one model needs inputs with the same channels. Train a model per kind."
+            )
+        self.parts = parts
+        self.channels, self.spatial_dims = first.channels, first.spatial_dims
+        self.spatial = first.spatial
+        self.dtype = np.result_type(*(p.dtype for p in parts))
+        channel = "".join(a for a in first.kept_axes if a in CHANNEL_AXES)
+        self.axes = UNNAMED + channel + first.spatial
+        self.shapes = [p.shape for p in parts]
+        self.n = sum(p.n for p in parts)
+        self._starts = np.cumsum([0] + [p.n for p in parts])
+        self.spatial_shape = tuple(min(s) for s in zip(*(p.spatial_shape for p in parts)))
+        self.height, self.width = self.spatial_shape[-2:]
+        self.depth = self.spatial_shape[0] if self.spatial_dims == 3 else 1
+        sizes = np.repeat([math.prod(p.spatial_shape) for p in parts], [p.n for p in parts])
+        self._weights = sizes / sizes.sum()
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()  # one budget for all parts
+
+    def _locate(self, i: int) -> tuple[Planes, int]:
+        k = int(np.searchsorted(self._starts, i, side="right")) - 1
+        return self.parts[k], i - int(self._starts[k])
+
+    def read(self, i: int, *crop: slice) -> np.ndarray:
+        part, j = self._locate(i)
+        if part._lazy:
+            return self.plane(i)[(slice(None), *_full(crop, self.spatial_dims))]
+        return part.read(j, *crop)
+
+    def plane(self, i: int, cache: bool = True) -> np.ndarray:
+        part, j = self._locate(i)
+        if not part._lazy or not cache:
+            return part.plane(j, cache=False)
+        return _cached(self._cache, i, lambda: part.plane(j, cache=False))
+
+    def sample_shape(self, i: int) -> tuple[int, ...]:
+        part, _ = self._locate(i)
+        return part.spatial_shape
+
+    def pick(self, rng: np.random.Generator) -> int:
+        return int(rng.choice(self.n, p=self._weights))
+
+    def as_2d(self) -> PlaneSet:
+        """The same data seen as 2D planes (volumes cut into their Z slices)."""
+        return PlaneSet([Planes(p.array, p.axes) for p in self.parts])
+
+
+def as_planes(image: Any, axes: str | None = None, spatial_dims: int = 2) -> Planes | PlaneSet:
+    """``image`` as `Planes`; a `PlaneSet` is passed through as it is (it
+    carries its own axes, which must then be ``None`` or its ``axes``)."""
+    if isinstance(image, PlaneSet):
+        if spatial_dims != image.spatial_dims:
+            raise ValueError(
+                f"The images are {'volumes' if image.spatial_dims == 3 else 'planes'}, "
+                f"but spatial_dims={spatial_dims} was asked for."
+            )
+        return image
+    return Planes(image, axes, spatial_dims)
 
 
 def _full(crop: tuple[slice, ...], dims: int) -> tuple[slice, ...]:
@@ -174,7 +271,7 @@ def _full(crop: tuple[slice, ...], dims: int) -> tuple[slice, ...]:
 
 
 def estimate_normalization(
-    planes: Planes, max_pixels: int = 2**21
+    planes: Planes | PlaneSet, max_pixels: int = 2**21
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std from a strided sample of up to 16 planes,
     after clipping the sample to its 0.2-99.8 percentiles.
@@ -183,16 +280,13 @@ def estimate_normalization(
     """
     picks = np.unique(np.linspace(0, planes.n - 1, min(planes.n, 16)).round().astype(int))
     per_plane = max(1, max_pixels // len(picks))
-    size = math.prod(planes.spatial_shape)
-    stride = max(1, int((size / per_plane) ** (1 / planes.spatial_dims)))
-    every = slice(None, None, stride)
-    sample = np.concatenate(
-        [
-            planes.read(int(i), *([every] * planes.spatial_dims)).reshape(planes.channels, -1)
-            for i in picks
-        ],
-        axis=1,
-    ).astype(np.float64)
+
+    def strided(i: int) -> np.ndarray:
+        size = math.prod(planes.sample_shape(i))
+        every = slice(None, None, max(1, int((size / per_plane) ** (1 / planes.spatial_dims))))
+        return planes.read(i, *([every] * planes.spatial_dims)).reshape(planes.channels, -1)
+
+    sample = np.concatenate([strided(int(i)) for i in picks], axis=1).astype(np.float64)
     if not np.isfinite(sample).all():
         raise ValueError(
             "The image contains NaN or infinite values. Replace them first, "
@@ -224,7 +318,7 @@ def denormalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, dims: int = 2)
 
 
 def patch_shape(
-    planes: Planes,
+    planes: Planes | PlaneSet,
     patch_size: int,
     multiple: int | tuple[int, ...],
     subsample: tuple[int, int] = (1, 1),
@@ -261,7 +355,7 @@ class PatchSampler:
 
     def __init__(
         self,
-        planes: Planes,
+        planes: Planes | PlaneSet,
         shape: tuple[int, int],
         mean: np.ndarray,
         std: np.ndarray,
@@ -279,12 +373,13 @@ class PatchSampler:
         planes = self.planes
         out = np.empty((size, planes.channels, *self.shape), dtype=np.float32)
         for b in range(size):
-            i = int(self.rng.integers(planes.n))
-            y0 = int(self.rng.integers(planes.height - ph * sy + 1))
-            x0 = int(self.rng.integers(planes.width - pw * sx + 1))
+            i = planes.pick(self.rng)
+            *depth, height, width = planes.sample_shape(i)
+            y0 = int(self.rng.integers(height - ph * sy + 1))
+            x0 = int(self.rng.integers(width - pw * sx + 1))
             crop = [slice(y0, y0 + ph * sy), slice(x0, x0 + pw * sx)]
             if pz:
-                z0 = int(self.rng.integers(planes.depth - pz[0] + 1))
+                z0 = int(self.rng.integers(depth[0] - pz[0] + 1))
                 crop.insert(0, slice(z0, z0 + pz[0]))
             patch = planes.read(i, *crop)
             if sy > 1 or sx > 1:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_b2u.engine.data import Planes
+from napari_b2u.engine.data import Planes, PlaneSet
 
 #: Lag-1 correlation at and above which an axis breaks the blind-spot
 #: assumption enough to handle it (chosen by benchmarks/correlated.py).
@@ -213,7 +213,7 @@ def noise_report(
     correlated noise is a warning unless it covers the correlated axes. See
     `napari_b2u.api.noise_report` for the other parameters.
     """
-    planes = Planes(noisy, axes)
+    planes = noisy if isinstance(noisy, PlaneSet) else Planes(noisy, axes)
     picks = sample_planes(planes.n, max_planes)
     rng = np.random.default_rng(seed)
     data = [planes.plane(i, cache=False) for i in picks]
@@ -229,6 +229,8 @@ def noise_report(
         )
     residual: dict[str, Any] = {}
     if denoised is not None:
+        if isinstance(planes, PlaneSet):
+            raise TypeError("A residual check needs one noisy array and its denoised result.")
         out = Planes(denoised, planes.axes)
         if out.shape != planes.shape:
             raise ValueError(

@@ -30,6 +30,8 @@ from napari_b2u.engine._malloc import keep_memory
 from napari_b2u.engine.data import (
     PatchSampler,
     Planes,
+    PlaneSet,
+    as_planes,
     denormalize,
     estimate_normalization,
     normalize,
@@ -64,7 +66,7 @@ class _Run:
     """Everything the loop needs, made by `_prepare`."""
 
     config: TrainConfig
-    planes: Planes
+    planes: Planes | PlaneSet
     device: torch.device
     precision: Precision
     threads: int | None
@@ -82,7 +84,7 @@ class _Run:
 def _prepare(image: Any, axes: str | None, config: TrainConfig, init: Model | None) -> _Run:
     """Data, device, seeds, network (fresh, continued or fine-tuned), the
     noise check that decides the decorrelation, optimizer and patch sampler."""
-    planes = Planes(image, axes, config.spatial_dims)
+    planes = as_planes(image, axes, config.spatial_dims)
     smallest = max(8, 2 * config.cell)
     if min(planes.height, planes.width) < smallest:
         raise ValueError(
@@ -119,7 +121,8 @@ def _prepare(image: Any, axes: str | None, config: TrainConfig, init: Model | No
         mean, std = estimate_normalization(planes)
         subsample = subsample_for(config.decorrelate)
         if subsample is None:  # "auto": measure the noise, sub-sample where it is correlated
-            noise = noise_report(planes.array, axes=planes.axes, seed=config.seed or 0)
+            seen = planes.as_2d() if isinstance(planes, PlaneSet) else planes.array
+            noise = noise_report(seen, axes=planes.axes, seed=config.seed or 0)
             subsample = noise.subsample
     _check_subsampled_size(planes, subsample, smallest)
     net.to(device, memory_format=memory_format(net)).train()
@@ -307,11 +310,7 @@ def _summary(
         device=str(run.device),
         precision=run.precision.name,
         threads=run.threads,
-        trained_on={
-            "shape": list(run.planes.shape),
-            "dtype": str(run.planes.dtype),
-            "axes": run.planes.axes,
-        },
+        trained_on=_trained_on(run.planes),
         noise=run.noise.to_dict() if run.noise is not None else None,
         finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         versions={"napari_b2u": __version__, "torch": torch.__version__, "numpy": np.__version__},
@@ -394,13 +393,14 @@ def _preview(run: _Run, plane: int, z: int | None, step: int) -> Preview:
     (for volumes: of the slices around ``z``, showing slice ``z``)."""
     planes = run.planes
     plane = min(max(plane, 0), planes.n - 1)
-    h, w = min(planes.height, PREVIEW_SIZE), min(planes.width, PREVIEW_SIZE)
-    y0, x0 = (planes.height - h) // 2, (planes.width - w) // 2
+    *depth, height, width = planes.sample_shape(plane)
+    h, w = min(height, PREVIEW_SIZE), min(width, PREVIEW_SIZE)
+    y0, x0 = (height - h) // 2, (width - w) // 2
     crop = [slice(y0, y0 + h), slice(x0, x0 + w)]
     if planes.spatial_dims == 3:
-        z = min(max(planes.depth // 2 if z is None else z, 0), planes.depth - 1)
-        d = min(planes.depth, PREVIEW_DEPTH)
-        z0 = min(max(z - d // 2, 0), planes.depth - d)
+        z = min(max(depth[0] // 2 if z is None else z, 0), depth[0] - 1)
+        d = min(depth[0], PREVIEW_DEPTH)
+        z0 = min(max(z - d // 2, 0), depth[0] - d)
         crop.insert(0, slice(z0, z0 + d))
     block = planes.read(plane, *crop)
     out = denoise_subsampled(
@@ -429,9 +429,20 @@ def _sample(planes: Planes) -> np.ndarray:
     sides = (256, 256) if planes.spatial_dims == 2 else (32, 192, 192)
     crop = [
         slice((n - min(n, side)) // 2, (n - min(n, side)) // 2 + min(n, side))
-        for n, side in zip(planes.spatial_shape, sides)
+        for n, side in zip(planes.sample_shape(planes.n // 2), sides)
     ]
     return np.ascontiguousarray(planes.read(planes.n // 2, *crop))
+
+
+def _trained_on(planes: Planes | PlaneSet) -> dict[str, Any]:
+    """What the model file records of its training data: the array's shape,
+    or for a `PlaneSet` each part's shape."""
+    shape = (
+        {"shapes": [list(s) for s in planes.shapes]}
+        if isinstance(planes, PlaneSet)
+        else {"shape": list(planes.shape)}
+    )
+    return {**shape, "dtype": str(planes.dtype), "axes": planes.axes}
 
 
 def _check_compatible(init: Model, planes: Planes, config: TrainConfig) -> None:
