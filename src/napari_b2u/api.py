@@ -439,8 +439,10 @@ def train_files(
     Parameters
     ----------
     inputs : path, folder, glob pattern, or a list of them
-        Image files as for `denoise_files`; they must share their plane size
-        and channels. They are read lazily (dask), plane by plane.
+        Image files as for `denoise_files`; they must share their channels.
+        Files of one plane size are stacked lazily (dask); files of
+        different sizes are sampled file by file, each plane weighted by its
+        pixel count, with patches no larger than the smallest plane.
     axes : str, optional
         Axes of every input; default: read from each file, else guessed.
     config : TrainConfig, optional

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, files],
         help="train a model on image files and save it",
         description="Train one Blind2Unblind model on the planes of all INPUT files "
-        "(which must share their plane size and channels) and save it.",
+        "(which must share their channels; plane sizes may differ) and save it.",
     )
     train.add_argument("--model", required=True, help="output model file (.safetensors)")
     add_train_options(train)
