@@ -221,7 +221,8 @@ class PlaneSet:
         self.height, self.width = self.spatial_shape[-2:]
         self.depth = self.spatial_shape[0] if self.spatial_dims == 3 else 1
         sizes = np.repeat([math.prod(p.spatial_shape) for p in parts], [p.n for p in parts])
-        self._weights = sizes / sizes.sum()
+        self._cdf = np.cumsum(sizes / sizes.sum())
+        self._cdf /= self._cdf[-1]
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()  # one budget for all parts
 
     def _locate(self, i: int) -> tuple[Planes, int]:
@@ -245,7 +246,8 @@ class PlaneSet:
         return part.spatial_shape
 
     def pick(self, rng: np.random.Generator) -> int:
-        return int(rng.choice(self.n, p=self._weights))
+        # what rng.choice(n, p=weights) draws, without re-checking the weights per patch
+        return int(self._cdf.searchsorted(rng.random(), side="right"))
 
     def as_2d(self) -> PlaneSet:
         """The same data seen as 2D planes (volumes cut into their Z slices)."""
@@ -256,6 +258,10 @@ def as_planes(image: Any, axes: str | None = None, spatial_dims: int = 2) -> Pla
     """``image`` as `Planes`; a `PlaneSet` is passed through as it is (it
     carries its own axes, which must then be ``None`` or its ``axes``)."""
     if isinstance(image, PlaneSet):
+        if axes is not None and axes.upper() != image.axes:
+            raise ValueError(
+                f"These images carry their own axes {image.axes!r}; pass axes=None, not {axes!r}."
+            )
         if spatial_dims != image.spatial_dims:
             raise ValueError(
                 f"The images are {'volumes' if image.spatial_dims == 3 else 'planes'}, "
