@@ -93,7 +93,7 @@ def test_variants_split_outside_brackets_so_tuples_are_values():
     ]
 
 
-def test_pooled_trains_one_model_per_image_size_for_the_summed_steps(tmp_path, monkeypatch):
+def test_pooled_trains_one_model_per_image_size_and_one_for_all_sizes(tmp_path, monkeypatch):
     from benchmarks import pooled
     from benchmarks.data import Case
 
@@ -105,13 +105,17 @@ def test_pooled_trains_one_model_per_image_size_for_the_summed_steps(tmp_path, m
 
     cases = [case("a", (32, 32)), case("b", (32, 32)), case("c", (48, 32))]
     monkeypatch.setattr(pooled, "load_cases", lambda *args, **kwargs: cases)
-    pooled.main(["--steps", "2", "--compare", "--variants", "small:features=4;depth=2",
+    pooled.main(["--steps", "2", "--compare", "--mixed", "--variants", "small:features=4;depth=2",
                  "--tag", "p", "--out", str(tmp_path)])
     rows = json.loads(next(tmp_path.glob("*-p.json")).read_text())["rows"]
     visible = {(r["case"], r["variant"]): r for r in rows if r["output"] == "visible"}
-    assert set(visible) == {(c, v) for c in "abc" for v in ("pooled-small", "single-small")}
+    assert set(visible) == {(c, v) for c in "abc" for v in ("pooled-small", "single-small", "mixed-small")}
     # a and b (one size) share a model trained for 2 steps each; c is alone in its size
     assert [visible[c, "pooled-small"]["steps"] for c in "abc"] == [4, 4, 2]
     assert visible["a", "pooled-small"]["overrides"]["images"] == 2
+    # --mixed: one model on all three sizes, 2 steps per image, scored on each at its own size
+    assert [visible[c, "mixed-small"]["steps"] for c in "abc"] == [6, 6, 6]
+    assert visible["c", "mixed-small"]["overrides"]["images"] == 3
+    assert len({visible[c, "mixed-small"]["psnr"] for c in "abc"}) == 3
     assert all(visible[c, "single-small"]["steps"] == 2 for c in "abc")
     assert {r["output"] for r in rows} == {"visible", "visible-ensemble"}
