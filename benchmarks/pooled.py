@@ -43,17 +43,13 @@ def _train_and_score(cases: list[Case], image: np.ndarray | PlaneSet, variant: s
                      budget: float | None, steps: int | None, recorded: dict) -> list[dict]:
     """Train one model on ``image`` (one case's image, the stack of ``cases``,
     or a `PlaneSet` of them) for ``len(cases)`` times the per-image budget or
-    steps, score it on each case; the rows record ``recorded`` as their overrides."""
+    steps, score it on each case (each denoised by itself, which gives what
+    denoising their stack gives); the rows record ``recorded`` as their overrides."""
     n = len(cases)
     length = {"time_budget": n * budget} if steps is None else {"steps": n * steps, "time_budget": None}
     t0 = time.perf_counter()
     model = train(image, **{"device": "cpu", **length, **overrides})
-    if isinstance(image, PlaneSet):  # sizes differ: each image is denoised by itself
-        per_case = [_denoise_all(model, case.noisy) for case in cases]
-    else:
-        outputs = _denoise_all(model, image)
-        per_case = [{name: out if out.ndim == case.noisy.ndim else out[i] for name, out in outputs.items()}
-                    for i, case in enumerate(cases)]  # fmt: skip
+    per_case = [_denoise_all(model, case.noisy) for case in cases]  # plane by plane: as from the stack
     share = (time.perf_counter() - t0) / n
     return [result_row(case, "b2u", variant, recorded, output, per_case[i][output],
                        budget, share, model.summary.steps, model.summary.precision)
