@@ -12,6 +12,8 @@ the same run (variant ``single``), so the two are compared on one machine.
 With ``--mixed`` all images of a ``--data`` item, whatever their sizes, also
 train one model together (variant ``mixed``), as `napari_b2u.api.train_files`
 trains on files of different sizes: planes sampled by their pixel counts.
+``--mixed-only`` trains only that shared model (no per-size models), so a long
+budget costs half the time.
 Rows are scored per image, as `benchmarks.quality` scores them, and written to
 ``benchmarks/results/<date>-<host>-<tag>.{json,md,png}``.
 """
@@ -96,11 +98,12 @@ def run(args) -> list[dict]:
     for name, overrides in (parse_variant(v) for v in split_variants(args.variants)):
         overrides = {"seed": args.seed, **overrides}
         for group in groups.values():
-            rows += pooled(group, budget, args.steps, name, overrides)
+            if not args.mixed_only:
+                rows += pooled(group, budget, args.steps, name, overrides)
             if args.compare:
                 for case in group:
                     rows += single(case, budget, args.steps, name, overrides)
-        if args.mixed:
+        if args.mixed or args.mixed_only:
             for cases in items.values():
                 rows += mixed(cases, budget, args.steps, name, overrides)
     return rows
@@ -116,6 +119,8 @@ def main(argv=None) -> None:
     parser.add_argument("--compare", action="store_true", help="also train on each image alone")
     parser.add_argument("--mixed", action="store_true",
                         help="also train one model on all sizes of each --data item together")
+    parser.add_argument("--mixed-only", action="store_true",
+                        help="train only the --mixed model, not one model per image size")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", default="pooled")

@@ -119,3 +119,8 @@ def test_pooled_trains_one_model_per_image_size_and_one_for_all_sizes(tmp_path, 
     assert len({visible[c, "mixed-small"]["psnr"] for c in "abc"}) == 3
     assert all(visible[c, "single-small"]["steps"] == 2 for c in "abc")
     assert {r["output"] for r in rows} == {"visible", "visible-ensemble"}
+    # --mixed-only: the shared model and nothing else
+    pooled.main(["--steps", "2", "--mixed-only", "--variants", "small:features=4;depth=2",
+                 "--tag", "m", "--out", str(tmp_path)])
+    rows = json.loads(next(tmp_path.glob("*-m.json")).read_text())["rows"]
+    assert {(r["case"], r["variant"]) for r in rows} == {(c, "mixed-small") for c in "abc"}
