@@ -68,14 +68,17 @@ def pooled(group: list[Case], budget: float | None, steps: int | None, variant: 
 
 def mixed(cases: list[Case], budget: float | None, steps: int | None, variant: str,
           overrides: dict) -> list[dict]:
-    """Train one model on all ``cases`` whatever their sizes, score it on each:
-    a stack when they share one size, else a `PlaneSet`, as ``train_files`` does."""
-    if len({c.noisy.shape for c in cases}) == 1:
-        image = np.stack([c.noisy for c in cases])
-    else:
-        image = PlaneSet([Planes(c.noisy) for c in cases])
-    return _train_and_score(cases, image, f"mixed-{variant}", overrides, budget, steps,
+    """Train one model on all ``cases`` whatever their sizes, score it on each."""
+    return _train_and_score(cases, _mixed_image(cases), f"mixed-{variant}", overrides, budget, steps,
                             recorded={**overrides, "images": len(cases)})
+
+
+def _mixed_image(cases: list[Case]) -> np.ndarray | PlaneSet:
+    """The images of ``cases`` as one training input: a stack when they share
+    one size, else a `PlaneSet`, as ``train_files`` does."""
+    if len({c.noisy.shape for c in cases}) == 1:
+        return np.stack([c.noisy for c in cases])
+    return PlaneSet([Planes(c.noisy) for c in cases])
 
 
 def single(case: Case, budget: float | None, steps: int | None, variant: str,

@@ -124,3 +124,27 @@ def test_pooled_trains_one_model_per_image_size_and_one_for_all_sizes(tmp_path, 
                  "--tag", "m", "--out", str(tmp_path)])
     rows = json.loads(next(tmp_path.glob("*-m.json")).read_text())["rows"]
     assert {(r["case"], r["variant"]) for r in rows} == {(c, "mixed-small") for c in "abc"}
+
+
+def test_trajectory_scores_copies_along_one_run_and_restores_adam(tmp_path, monkeypatch):
+    import torch
+
+    from benchmarks import trajectory
+    from benchmarks.data import Case
+
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0, 255, (32, 32)).astype(np.float32)
+    case = Case("a", "tiny", "gauss25", clean, clean + rng.normal(0, 25, clean.shape).astype(np.float32), 25.0)
+    monkeypatch.setattr(trajectory, "load_cases", lambda *args, **kwargs: [case])
+    adam = torch.optim.Adam
+    trajectory.main(["--steps", "5", "--every", "2", "--set", "features=4;depth=2", "--tag", "t",
+                     "--out", str(tmp_path)])
+    assert torch.optim.Adam is adam
+    result = json.loads(next(tmp_path.glob("*-t.json")).read_text())
+    rows = result["rows"]
+    assert [r["step"] for r in rows] == [2, 4, 5]  # every 2 steps, and the final weights
+    assert result["meta"]["overrides"] == {"features": 4, "depth": 2}
+    assert rows[-1]["lam"] == 20.0 and rows[0]["lam"] == 2.0
+    assert all(np.isfinite([r["psnr_visible"], r["psnr_blind"], r["gap"]]).all() for r in rows)
+    # the copies differ: scores change along the run
+    assert len({r["psnr_visible"] for r in rows}) == 3
