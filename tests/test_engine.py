@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+import napari_b2u.engine.training as training
 from napari_b2u.api import STOP, Done, Preview, PreviewPlane, Started, Step, TrainConfig, train
 from napari_b2u.engine import Planes, train_events
-from napari_b2u.engine.data import PatchSampler, estimate_normalization, resolve_axes
+from napari_b2u.engine.data import PatchSampler, PlaneSet, estimate_normalization, resolve_axes
 from napari_b2u.engine.inference import denoise_plane
+from napari_b2u.engine.training import step_cap
 
 from .utils import TINY, psnr, smooth_image
 
@@ -66,13 +68,48 @@ def test_closing_the_generator_aborts():
 
 
 def test_time_budget_stops_training():
-    config = TrainConfig(steps=None, time_budget=1.0, **TINY)
+    config = TrainConfig(steps=None, time_budget=1.0, cap_steps=False, **TINY)
     events, model = drain(train_events(smooth_image((48, 48)), config=config))
     assert events[-1].reason == "time"
     assert 1.0 <= model.summary.seconds < 10
     # the schedules follow elapsed time: lambda has ramped by the end
     last = [e for e in events if isinstance(e, Step)][-1]
     assert last.lam > 10 and last.progress > 0.9
+
+
+def test_step_cap_ends_a_time_budgeted_run(monkeypatch):
+    monkeypatch.setattr(training, "CAP_SCALE", 2.0)  # a 48x48 image: 2 * 2304**0.25 = 14 steps
+    config = TrainConfig(steps=None, time_budget=120.0, **TINY)
+    events, model = drain(train_events(smooth_image((48, 48)), config=config))
+    assert events[0].step_cap == 14
+    assert events[-1].reason == "cap" and model.summary.steps == 14 and model.completed
+    assert model.summary.progress == 1.0 and model.summary.seconds < 120
+    # the schedules ran their whole course within the capped steps
+    last = [e for e in events if isinstance(e, Step)][-1]
+    assert last.progress == 1.0 and last.lr < config.lr
+
+
+def test_step_cap_spares_explicit_steps_and_can_be_turned_off(monkeypatch):
+    monkeypatch.setattr(training, "CAP_SCALE", 2.0)
+    image = smooth_image((48, 48))
+    explicit = TrainConfig(steps=20, time_budget=60.0, **TINY)
+    events, model = drain(train_events(image, config=explicit))
+    assert events[0].step_cap is None
+    assert events[-1].reason == "steps" and model.summary.steps == 20
+    off = TrainConfig(steps=None, time_budget=0.3, cap_steps=False, **TINY)
+    events, model = drain(train_events(image, config=off))
+    assert events[0].step_cap is None and events[-1].reason == "time"
+
+
+def test_step_cap_grows_with_the_pixels_of_all_planes():
+    assert step_cap(Planes(np.zeros((256, 256), np.float32))) == 4096
+    set12 = PlaneSet([Planes(np.zeros((7, 256, 256), np.float32)),
+                      Planes(np.zeros((5, 512, 512), np.float32))])  # fmt: skip
+    assert step_cap(set12) == 9337
+    volume = Planes(np.zeros((8, 64, 64), np.float32), "ZYX", spatial_dims=3)
+    assert step_cap(volume) == round(256 * (8 * 64 * 64) ** 0.25)
+    rgb = Planes(np.zeros((64, 64, 3), np.float32), "YXC")  # channels are not pixels
+    assert step_cap(rgb) == 256 * 8
 
 
 def test_preview_events():

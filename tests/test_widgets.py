@@ -81,6 +81,23 @@ def test_train_through_the_widget(make_napari_viewer, qtbot):
     assert widget.save_button.isEnabled() and widget.continue_button.isEnabled()
 
 
+def test_a_long_budget_ends_at_the_step_cap(make_napari_viewer, qtbot, monkeypatch):
+    import napari_b2u.engine.training as training
+
+    monkeypatch.setattr(training, "CAP_SCALE", 2.0)  # 96x96: round(2 * 9216**0.25) = 20 steps
+    viewer = make_napari_viewer()
+    viewer.add_image(noisy_image()[1], name="noisy")
+    widget = dock(viewer)
+    tiny_settings(widget, minutes=30)
+    assert widget.advanced["cap_steps"].value is True  # on by default, shown in Advanced
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: "noisy [B2U]" in viewer.layers, timeout=120_000)
+    wait_idle(qtbot, widget)
+    summary = widget.model.summary
+    assert summary.stop_reason == "cap" and summary.steps == 20 and summary.seconds < 120
+    assert widget.model.config.cap_steps and widget.model.config.time_budget == 1800
+
+
 def test_stop_is_quick_keeps_the_model_and_continue_resumes(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     _, noisy = noisy_image()

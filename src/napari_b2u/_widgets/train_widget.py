@@ -467,9 +467,8 @@ class TrainWidget(QWidget):
         elif isinstance(event, Done):
             if event.message:
                 show_warning(event.message)
-            self.status.setText(
-                f"Trained {event.step} steps in {event.elapsed:.0f} s ({event.reason}); denoising…"
-            )
+            why = "enough steps for this data, see 'cap steps'" if event.reason == "cap" else event.reason
+            self.status.setText(f"Trained {event.step} steps in {event.elapsed:.0f} s ({why}); denoising…")
 
     def _on_trained(self, model: Model) -> None:
         self.model = model

@@ -56,6 +56,7 @@ class Started:
     subsample: tuple[int, int] = (1, 1)  # pixel-shuffle sub-sampling (decorrelation)
     precision: str = "fp32"  # of the network's passes
     noise: NoiseReport | None = None  # what decorrelate="auto" measured, if it did
+    step_cap: int | None = None  # where a time-budgeted run ends at the latest (cap_steps)
 
 
 def fit_loss(l_rev: float, lam: float) -> float:

@@ -15,6 +15,7 @@ class StopReason(str, Enum):
     TIME = "time"  # the time budget was used up
     STOPPED = "stopped"  # the caller sent STOP
     DIVERGED = "diverged"  # the loss became NaN/inf; the last good weights were kept
+    CAP = "cap"  # enough steps for data of this size (TrainConfig.cap_steps), time left over
 
     def __str__(self) -> str:
         return self.value
@@ -22,7 +23,7 @@ class StopReason(str, Enum):
     @property
     def completed(self) -> bool:
         """Whether the run reached its planned end."""
-        return self in (StopReason.STEPS, StopReason.TIME)
+        return self in (StopReason.STEPS, StopReason.TIME, StopReason.CAP)
 
 
 @dataclass(frozen=True)
