@@ -87,7 +87,7 @@ def psnr_fit(image: np.ndarray, clean: np.ndarray) -> float:
 def run(args) -> list[dict]:
     torch.set_num_threads(args.threads)
     cases = load_cases(args.data, args.noise.split(","), seed=args.seed)
-    budgets = [float(b) for b in args.budget.split(",")]
+    budgets = [None if b.strip() == "none" else float(b) for b in args.budget.split(",")]
     variants = [parse_variant(v) for v in split_variants(args.variants)]
     rows, unavailable = [], set()
     for case in cases:
@@ -192,7 +192,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="camera")
     parser.add_argument("--noise", default="gauss25", help="for clean data sets: gaussN, poisson")
-    parser.add_argument("--budget", default="60,300", help="seconds, comma list")
+    parser.add_argument("--budget", default="60,300",
+                        help="seconds, comma list; 'none' for no time budget (a variant then sets steps)")
     parser.add_argument("--methods", default="b2u,bm3d,n2v,supervised")
     parser.add_argument("--variants", default="default", help="b2u variants name:key=value;key=value")
     parser.add_argument("--threads", type=int, default=2)

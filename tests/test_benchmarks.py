@@ -33,6 +33,14 @@ def test_quality_run_writes_rows_and_skips_missing_careamics(tmp_path, monkeypat
     assert (tmp_path / result.name.replace(".json", ".png")).exists()
 
 
+def test_quality_budget_none_runs_a_fixed_step_count(tmp_path):
+    quality.main(["--data", "camera", "--budget", "none", "--methods", "b2u",
+                  "--variants", "s3:steps=3", "--tag", "t", "--out", str(tmp_path)])
+    (result,) = tmp_path.glob("*-t.json")
+    rows = json.loads(result.read_text())["rows"]
+    assert rows and all(r["steps"] == 3 and r["budget_s"] is None for r in rows)
+
+
 def test_summary_table_means_and_differences():
     def row(case, method, output, budget, psnr):
         return {"case": case, "data": "set12", "noise": "gauss25", "method": method, "variant": "default",
