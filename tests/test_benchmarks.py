@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("bm3d")
 pytest.importorskip("matplotlib")
 
-from benchmarks import quality, summary  # noqa: E402
+from benchmarks import quality, summary, verdict  # noqa: E402
 from benchmarks.data import SHARED, add_noise, load_cases  # noqa: E402
 
 
@@ -31,6 +31,14 @@ def test_quality_run_writes_rows_and_skips_missing_careamics(tmp_path, monkeypat
     assert all(r["threads"] == 2 and r["device"] == "cpu" for r in rows)
     assert (tmp_path / result.name.replace(".json", ".md")).exists()
     assert (tmp_path / result.name.replace(".json", ".png")).exists()
+
+
+def test_verdict_reports_each_output(tmp_path):
+    verdict.main(["--data", "camera", "--steps", "2", "--tag", "t", "--out", str(tmp_path)])
+    (result,) = tmp_path.glob("*-t.json")
+    rows = json.loads(result.read_text())["rows"]
+    assert [r["mode"] for r in rows] == ["weighted", "blind", "visible"]
+    assert all(r["residual_std_ratio"] > 0 and isinstance(r["warnings"], list) for r in rows)
 
 
 def test_quality_budget_none_runs_a_fixed_step_count(tmp_path):

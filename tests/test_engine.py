@@ -305,3 +305,31 @@ def test_step_fit_is_the_loss_that_falls():
 
     assert step(9.0, 2.0).fit == pytest.approx(1.0)
     assert step(441.0, 20.0).fit == pytest.approx(1.0)
+
+
+def test_visible_check_flags_only_a_visible_output_worse_than_blind():
+    from napari_b2u.engine.noise import visible_check
+
+    rng = np.random.default_rng(0)
+    clean = smooth_image((64, 64))
+    noisy = clean + rng.normal(0, 0.1, clean.shape)
+    blind = clean + rng.normal(0, 0.03, clean.shape)
+    assert visible_check(noisy, clean + rng.normal(0, 0.12, clean.shape), blind)  # distorted
+    assert "mode='blind'" in visible_check(noisy, clean + rng.normal(0, 0.12, clean.shape), blind)
+    assert visible_check(noisy, clean + rng.normal(0, 0.02, clean.shape), blind) is None
+    assert visible_check(noisy, 0.5 * (noisy + clean), blind) is None  # keeps some noise: not provable
+    assert visible_check(noisy, blind + rng.normal(0, 0.01, clean.shape), blind) is None  # about equal
+
+
+def test_a_worse_visible_output_is_reported_after_training(monkeypatch):
+    seen = []
+    monkeypatch.setattr(training, "visible_check", lambda *a: seen.append(a) or "use blind")
+    events = []
+    with pytest.warns(RuntimeWarning, match="use blind"):
+        model = train(smooth_image((48, 48)), steps=4, time_budget=None, callback=events.append, **TINY)
+    assert [e.message for e in events if isinstance(e, Done)] == ["use blind"]
+    assert model.summary.message == "use blind" and len(seen) == 1
+    noisy, visible, blind = seen[0]
+    assert noisy.shape == visible.shape == blind.shape == model.sample.shape
+    train(smooth_image((48, 48)), steps=4, time_budget=None, mode="blind", **TINY)
+    assert len(seen) == 1  # not checked when the output is not 'visible'

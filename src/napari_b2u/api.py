@@ -125,12 +125,14 @@ def train(
     Model
         The trained model; ``model.summary`` says how training went. If the
         loss became NaN/inf, training stops with a ``RuntimeWarning`` and the
-        model keeps the last good weights.
+        model keeps the last good weights; a ``RuntimeWarning`` also says when
+        the ``visible`` output came out worse than the ``blind`` one (use
+        ``mode="blind"`` then).
     """
     base = config or (init.config if init is not None else TrainConfig())
     config = base.replace(**overrides) if overrides else base
     model = run_to_end(train_events(image, axes, config, init=init), callback)
-    if model.summary.stop_reason is StopReason.DIVERGED:
+    if model.summary.message:  # diverged, or the visible output is worse than the blind one
         warnings.warn(model.summary.message, RuntimeWarning, stacklevel=2)
     return model
 

@@ -54,6 +54,9 @@ MAX_BLOCKS = 4096
 #: flagged as over-smoothed (good denoisers: <= 0.03; a 2-px blur: 0.05-0.09).
 STRUCTURE_WARNING = 0.04
 AXES = ("Y", "X")
+#: A visible output whose mean squared residual is this many times the blind
+#: output's is flagged as the worse one (`visible_check`).
+VISIBLE_MARGIN = 1.05
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,33 @@ def noise_report(
         planes=len(picks),
         handled=None if handled is None else (int(handled[0]), int(handled[1])),
         **residual,
+    )
+
+
+def visible_check(noisy: np.ndarray, visible: np.ndarray, blind: np.ndarray) -> str | None:
+    """Whether the ``visible`` output is worse than the ``blind`` one, without labels.
+
+    The blind output of a pixel never sees that pixel's noise, so its mean
+    squared residual ``(noisy - blind)**2`` is the noise variance plus its
+    error; the visible output can only lower its residual by keeping noise.
+    So a visible residual at least as large as the blind one means a larger
+    error (under the blind-spot assumption). It is one-sided: a smaller
+    visible residual does not prove the visible output better. Measured
+    (docs/benchmarks.md): on Set12 and FMD widefield trajectories, every copy
+    with the larger visible residual had the worse visible output (by 0.7-5
+    dB). Flagged from `VISIBLE_MARGIN` times the blind residual up, so that
+    barely trained networks, whose two outputs are about equal, are not.
+    Returns what to do, or None.
+    """
+    res_visible = float(np.mean((noisy.astype(np.float64) - visible) ** 2))
+    res_blind = float(np.mean((noisy.astype(np.float64) - blind) ** 2))
+    if not res_blind > 0 or res_visible < VISIBLE_MARGIN * res_blind:
+        return None
+    return (
+        f"The 'visible' output departs further from the noisy image than the 'blind' one "
+        f"(mean squared residual {res_visible:.4g} against {res_blind:.4g} on the training "
+        "sample), which only a worse output does: denoise with mode='blind'. This happens "
+        "after long runs, and on noise correlated between pixels (widefield composites)."
     )
 
 

@@ -43,7 +43,8 @@ class TrainingSummary:
     stop_reason : StopReason
         Why it ended.
     message : str or None
-        What to do, when the run diverged.
+        What to do, when the run diverged or its ``visible`` output came out
+        worse than the ``blind`` one (`napari_b2u.engine.noise.visible_check`).
     device : str
         Torch device it ran on.
     precision : str

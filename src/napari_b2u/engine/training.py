@@ -50,7 +50,7 @@ from napari_b2u.engine.events import (
 )
 from napari_b2u.engine.inference import denoise_subsampled
 from napari_b2u.engine.model import Model
-from napari_b2u.engine.noise import NoiseReport, noise_report
+from napari_b2u.engine.noise import NoiseReport, noise_report, visible_check
 from napari_b2u.engine.precision import Precision, resolve_precision
 from napari_b2u.engine.summary import StopReason, TrainingSummary
 
@@ -300,12 +300,23 @@ def train_events(
                 stopped = preview.read(command)
 
     elapsed = time.perf_counter() - t0
-    yield Done(step=step, elapsed=elapsed, reason=reason, final_loss=final_loss, message=message)
-    summary = _summary(run, step, elapsed, reason, final_loss, message)
-    return Model(
-        net.eval(), config, run.mean, run.std, summary, optimizer.state_dict(), run.subsample,
+    model = Model(
+        net.eval(), config, run.mean, run.std, None, optimizer.state_dict(), run.subsample,
         sample=_sample(run.planes),
     )  # fmt: skip
+    if message is None and reason.completed:
+        message = _check_visible(model)
+    yield Done(step=step, elapsed=elapsed, reason=reason, final_loss=final_loss, message=message)
+    model.summary = _summary(run, step, elapsed, reason, final_loss, message)
+    return model
+
+
+def _check_visible(model: Model) -> str | None:
+    """`visible_check` on the model's training sample, when ``visible`` is its output."""
+    if model.config.mode != "visible" or model.config.spatial_dims != 2 or model.sample is None:
+        return None
+    outputs = [model.denoise(model.sample, axes="CYX", mode=m) for m in ("visible", "blind")]
+    return visible_check(model.sample, *outputs)
 
 
 def _summary(

@@ -1,0 +1,63 @@
+"""What the residual check after denoising (the widget's verdict) says about
+each output of one fixed-step run, beside the PSNR it cannot see.
+
+    python -m benchmarks.verdict --data fmd:6-6 --steps 5793
+
+Writes benchmarks/results/<date>-<host>-<tag>.json: per image and output
+mode, the PSNR, ``residual_std_ratio`` and the warnings of `noise_report`,
+and the training summary's message (the visible-against-blind check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import socket
+import sys
+from pathlib import Path
+
+import torch
+
+from benchmarks.data import load_cases
+from benchmarks.machine import run_meta
+from benchmarks.quality import RESULTS, psnr
+from napari_b2u.api import noise_report, train
+from napari_b2u.config import MODES
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="fmd:6-6")
+    parser.add_argument("--noise", default="gauss25")
+    parser.add_argument("--steps", type=int, default=5793)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tag", default=None)
+    parser.add_argument("--out", default=RESULTS, type=Path, help="results folder")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = datetime.datetime.now()
+    rows = []
+    for case in load_cases(args.data, [args.noise], seed=args.seed):
+        model = train(case.noisy, steps=args.steps, time_budget=None, seed=args.seed, device="cpu")
+        for mode in MODES:
+            out = model.denoise(case.noisy, mode=mode)
+            report = noise_report(case.noisy, out, handled=model.subsample)
+            row = {"case": case.name, "steps": model.summary.steps, "mode": mode,
+                   "psnr": round(psnr(out, case.clean), 3), "psnr_noisy": round(psnr(case.noisy, case.clean), 3),
+                   "residual_std_ratio": round(report.residual_std_ratio, 3),
+                   "residual_structure": round(report.residual_structure, 4), "warnings": report.warnings,
+                   "training_message": model.summary.message}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    command = "python -m benchmarks.verdict " + " ".join(sys.argv[1:] if argv is None else argv)
+    meta = run_meta(command, started, threads=args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tag = args.tag or f"verdict-{args.steps}steps"
+    (args.out / f"{started:%Y-%m-%d}-{socket.gethostname()}-{tag}.json").write_text(
+        json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
