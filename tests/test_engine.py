@@ -315,7 +315,7 @@ def test_visible_check_flags_only_a_visible_output_worse_than_blind():
     noisy = clean + rng.normal(0, 0.1, clean.shape)
     blind = clean + rng.normal(0, 0.03, clean.shape)
     assert visible_check(noisy, clean + rng.normal(0, 0.12, clean.shape), blind)  # distorted
-    assert "mode='blind'" in visible_check(noisy, clean + rng.normal(0, 0.12, clean.shape), blind)
+    assert "'blind' output" in visible_check(noisy, clean + rng.normal(0, 0.12, clean.shape), blind)
     assert visible_check(noisy, clean + rng.normal(0, 0.02, clean.shape), blind) is None
     assert visible_check(noisy, 0.5 * (noisy + clean), blind) is None  # keeps some noise: not provable
     assert visible_check(noisy, blind + rng.normal(0, 0.01, clean.shape), blind) is None  # about equal
@@ -327,8 +327,11 @@ def test_a_worse_visible_output_is_reported_after_training(monkeypatch):
     events = []
     with pytest.warns(RuntimeWarning, match="use blind"):
         model = train(smooth_image((48, 48)), steps=4, time_budget=None, callback=events.append, **TINY)
-    assert [e.message for e in events if isinstance(e, Done)] == ["use blind"]
-    assert model.summary.message == "use blind" and len(seen) == 1
+    (message,) = [e.message for e in events if isinstance(e, Done)]
+    assert message.startswith("use blind") and "now denoises with it" in message
+    assert model.summary.message == message and len(seen) == 1
+    assert model.config.mode == "blind"  # the better output becomes the model's default
+    assert np.array_equal(model.denoise(model.sample, "CYX"), model.denoise(model.sample, "CYX", "blind"))
     noisy, visible, blind = seen[0]
     assert noisy.shape == visible.shape == blind.shape == model.sample.shape
     train(smooth_image((48, 48)), steps=4, time_budget=None, mode="blind", **TINY)

@@ -98,6 +98,28 @@ def test_a_long_budget_ends_at_the_step_cap(make_napari_viewer, qtbot, monkeypat
     assert widget.model.config.cap_steps and widget.model.config.time_budget == 1800
 
 
+def test_a_worse_visible_output_switches_the_result_to_blind(make_napari_viewer, qtbot, monkeypatch):
+    import napari_b2u.engine.training as training
+
+    monkeypatch.setattr(training, "visible_check", lambda *a: "The 'visible' output is worse.")
+    warned = []
+    monkeypatch.setattr("napari_b2u._widgets.train_widget.show_warning", warned.append)
+    viewer = make_napari_viewer()
+    noisy = noisy_image()[1]
+    viewer.add_image(noisy, name="noisy")
+    widget = dock(viewer)
+    tiny_settings(widget, steps=5)
+    assert widget.mode.value == "visible"
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: "noisy [B2U]" in viewer.layers, timeout=120_000)
+    wait_idle(qtbot, widget)
+    assert len(warned) == 1 and "now denoises with it" in warned[0]
+    assert widget.mode.value == widget.model.config.mode == "blind"
+    out = viewer.layers["noisy [B2U]"]
+    assert out.metadata["b2u"]["mode"] == "blind"
+    np.testing.assert_allclose(out.data, widget.model.denoise(noisy, mode="blind"), atol=1e-3)
+
+
 def test_stop_is_quick_keeps_the_model_and_continue_resumes(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     _, noisy = noisy_image()

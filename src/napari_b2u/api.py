@@ -125,9 +125,10 @@ def train(
     Model
         The trained model; ``model.summary`` says how training went. If the
         loss became NaN/inf, training stops with a ``RuntimeWarning`` and the
-        model keeps the last good weights; a ``RuntimeWarning`` also says when
-        the ``visible`` output came out worse than the ``blind`` one (use
-        ``mode="blind"`` then).
+        model keeps the last good weights. When the ``visible`` output came out
+        worse than the ``blind`` one (`napari_b2u.engine.noise.visible_check`),
+        a ``RuntimeWarning`` says so and the model's ``config.mode`` becomes
+        ``"blind"``.
     """
     base = config or (init.config if init is not None else TrainConfig())
     config = base.replace(**overrides) if overrides else base

@@ -118,6 +118,9 @@ class TrainConfig:
         ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     mode : str
         Default output of the trained model: ``"weighted"``, ``"blind"`` or ``"visible"``.
+        A finished ``"visible"`` run whose visible output came out worse than
+        its blind one (`napari_b2u.engine.noise.visible_check`) returns a model
+        whose mode is ``"blind"``, with a warning.
     ensemble : bool
         Default of the trained model's output: average over the 8 flips and
         90-degree rotations of the input (a self-ensemble, 8x the inference cost).

@@ -472,6 +472,7 @@ class TrainWidget(QWidget):
 
     def _on_trained(self, model: Model) -> None:
         self.model = model
+        self.mode.value = model.config.mode  # 'blind' when the visible output came out worse
         run = self.run_record
         SESSION.add(run.name, model)
         self._train_worker = None

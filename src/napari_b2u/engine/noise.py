@@ -279,7 +279,7 @@ def visible_check(noisy: np.ndarray, visible: np.ndarray, blind: np.ndarray) -> 
     return (
         f"The 'visible' output departs further from the noisy image than the 'blind' one "
         f"(mean squared residual {res_visible:.4g} against {res_blind:.4g} on the training "
-        "sample), which only a worse output does: denoise with mode='blind'. This happens "
+        "sample), which only a worse output does: use the 'blind' output. This happens "
         "after long runs, and on noise correlated between pixels (widefield composites)."
     )
 

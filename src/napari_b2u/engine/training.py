@@ -306,6 +306,9 @@ def train_events(
     )  # fmt: skip
     if message is None and reason.completed:
         message = _check_visible(model)
+        if message is not None:  # the blind output is then the better one: make it the default
+            model.config = config.replace(mode="blind")
+            message += " This model now denoises with it (mode='visible' still gives the other)."
     yield Done(step=step, elapsed=elapsed, reason=reason, final_loss=final_loss, message=message)
     model.summary = _summary(run, step, elapsed, reason, final_loss, message)
     return model
