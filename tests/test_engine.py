@@ -67,14 +67,21 @@ def test_closing_the_generator_aborts():
         next(gen)
 
 
-def test_time_budget_stops_training():
+def test_time_budget_stops_training(monkeypatch):
+    # a clock that only the training steps advance, 30 ms each: not the machine's load
+    now, forward = [0.0], training.b2u_forward
+    monkeypatch.setattr(training, "clock", lambda: now[0])
+    monkeypatch.setattr(
+        training, "b2u_forward", lambda *a: (now.__setitem__(0, now[0] + 0.03), forward(*a))[1]
+    )
     config = TrainConfig(steps=None, time_budget=1.0, cap_steps=False, **TINY)
     events, model = drain(train_events(smooth_image((48, 48)), config=config))
     assert events[-1].reason == "time"
-    assert 1.0 <= model.summary.seconds < 10
+    assert model.summary.steps == 34 and model.summary.seconds == pytest.approx(1.02)
     # the schedules follow elapsed time: lambda has ramped by the end
-    last = [e for e in events if isinstance(e, Step)][-1]
-    assert last.lam > 10 and last.progress > 0.9
+    steps = [e for e in events if isinstance(e, Step)]
+    assert [round(e.elapsed, 2) for e in steps] == [0.27, 0.54, 0.81, 1.02]
+    assert steps[-2].lam > 10 and steps[-1].progress == 1.0
 
 
 def test_step_cap_ends_a_time_budgeted_run(monkeypatch):
