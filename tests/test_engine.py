@@ -67,13 +67,20 @@ def test_closing_the_generator_aborts():
         next(gen)
 
 
-def test_time_budget_stops_training(monkeypatch):
-    # a clock that only the training steps advance, 30 ms each: not the machine's load
+def step_clock(monkeypatch, seconds_per_step: float) -> None:
+    """Training's clock advanced only by its steps: budgets then do not hang on the machine's load."""
     now, forward = [0.0], training.b2u_forward
+
+    def timed_forward(*args):
+        now[0] += seconds_per_step
+        return forward(*args)
+
     monkeypatch.setattr(training, "clock", lambda: now[0])
-    monkeypatch.setattr(
-        training, "b2u_forward", lambda *a: (now.__setitem__(0, now[0] + 0.03), forward(*a))[1]
-    )
+    monkeypatch.setattr(training, "b2u_forward", timed_forward)
+
+
+def test_time_budget_stops_training(monkeypatch):
+    step_clock(monkeypatch, 0.03)
     config = TrainConfig(steps=None, time_budget=1.0, cap_steps=False, **TINY)
     events, model = drain(train_events(smooth_image((48, 48)), config=config))
     assert events[-1].reason == "time"
@@ -103,9 +110,11 @@ def test_step_cap_spares_explicit_steps_and_can_be_turned_off(monkeypatch):
     events, model = drain(train_events(image, config=explicit))
     assert events[0].step_cap is None
     assert events[-1].reason == "steps" and model.summary.steps == 20
+    step_clock(monkeypatch, 0.01)
     off = TrainConfig(steps=None, time_budget=0.3, cap_steps=False, **TINY)
     events, model = drain(train_events(image, config=off))
     assert events[0].step_cap is None and events[-1].reason == "time"
+    assert model.summary.steps == 30  # past the cap of 14 it would have had
 
 
 def test_step_cap_grows_with_the_pixels_of_all_planes():
