@@ -2,6 +2,7 @@
 each output of one fixed-step run, beside the PSNR it cannot see.
 
     python -m benchmarks.verdict --data fmd:6-6 --steps 5793
+    python -m benchmarks.verdict --data phantom3d --spatial-dims 3 --steps 901
 
 Writes benchmarks/results/<date>-<host>-<tag>.json: per image and output
 mode, the PSNR, ``residual_std_ratio`` and the warnings of `noise_report`,
@@ -31,6 +32,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data", default="fmd:6-6")
     parser.add_argument("--noise", default="gauss25")
     parser.add_argument("--steps", type=int, default=5793)
+    parser.add_argument("--spatial-dims", type=int, default=2, choices=(2, 3), help="3: train volumes (Z Y X cases)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tag", default=None)
@@ -40,9 +42,10 @@ def main(argv=None) -> None:
     started = datetime.datetime.now()
     rows = []
     for case in load_cases(args.data, [args.noise], seed=args.seed):
-        model = train(case.noisy, steps=args.steps, time_budget=None, seed=args.seed, device="cpu")
+        volumes = {"axes": "ZYX", "spatial_dims": 3} if args.spatial_dims == 3 else {}
+        model = train(case.noisy, steps=args.steps, time_budget=None, seed=args.seed, device="cpu", **volumes)
         for mode in MODES:
-            out = model.denoise(case.noisy, mode=mode)
+            out = model.denoise(case.noisy, axes=volumes.get("axes"), mode=mode)
             report = noise_report(case.noisy, out, handled=model.subsample)
             row = {"case": case.name, "steps": model.summary.steps, "mode": mode,
                    "psnr": round(psnr(out, case.clean), 3), "psnr_noisy": round(psnr(case.noisy, case.clean), 3),

@@ -146,3 +146,15 @@ def test_volume_defaults_follow_the_kind_of_data(tmp_path):
 
     shape = patch_shape(Planes(noisy(blobs()), "ZYX", spatial_dims=3), vol.patch_yx, (1, 4, 4), (1, 1), 8)
     assert tuple(shape) == (8, 32, 32)
+
+
+def test_a_worse_visible_output_of_a_volume_model_switches_it_to_blind(monkeypatch):
+    import napari_b2u.engine.training as training
+
+    seen = []
+    monkeypatch.setattr(training, "visible_check", lambda *a: seen.append(a) or "use blind")
+    with pytest.warns(RuntimeWarning, match="use blind"):
+        model = train(noisy(blobs()), axes="ZYX", steps=2, time_budget=None, **TINY3D)
+    (volume, visible, blind), = seen
+    assert volume.shape == visible.shape == blind.shape == model.sample.shape and volume.ndim == 4
+    assert not np.array_equal(visible, blind) and model.config.mode == "blind"

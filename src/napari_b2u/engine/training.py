@@ -319,9 +319,10 @@ def train_events(
 
 def _check_visible(model: Model) -> str | None:
     """`visible_check` on the model's training sample, when ``visible`` is its output."""
-    if model.config.mode != "visible" or model.config.spatial_dims != 2 or model.sample is None:
+    if model.config.mode != "visible" or model.sample is None:
         return None
-    outputs = [model.denoise(model.sample, axes="CYX", mode=m) for m in ("visible", "blind")]
+    axes = "CYX" if model.spatial_dims == 2 else "CZYX"
+    outputs = [model.denoise(model.sample, axes=axes, mode=m) for m in ("visible", "blind")]
     return visible_check(model.sample, *outputs)
 
 
