@@ -33,7 +33,7 @@ from benchmarks.data import load_cases
 from benchmarks.machine import run_meta
 from benchmarks.pooled import _mixed_image
 from benchmarks.quality import RESULTS, parse_variant, psnr
-from napari_b2u.api import train
+from napari_b2u.api import Step, train
 from napari_b2u.core.schedule import lambda_schedule, lr_schedule
 
 
@@ -53,13 +53,13 @@ class _CopyingAdam(torch.optim.Adam):
         return out
 
 
-def _score(model, cases) -> dict[str, float]:
+def _score(model, cases, axes: str | None = None) -> dict[str, float]:
     """Mean PSNR of the visible and blind outputs over ``cases``, and the label-free readings."""
     keys = ("psnr_visible", "psnr_blind", "res_visible", "res_blind", "gap")
     values = {k: [] for k in keys}
     for case in cases:
-        visible = model.denoise(case.noisy, mode="visible").astype(np.float64)
-        blind = model.denoise(case.noisy, mode="blind").astype(np.float64)
+        visible = model.denoise(case.noisy, axes, mode="visible").astype(np.float64)
+        blind = model.denoise(case.noisy, axes, mode="blind").astype(np.float64)
         noisy = case.noisy.astype(np.float64)
         values["psnr_visible"].append(psnr(visible, case.clean))
         values["psnr_blind"].append(psnr(blind, case.clean))
@@ -77,6 +77,8 @@ def main(argv=None) -> None:
     parser.add_argument("--every", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--spatial-dims", type=int, default=2, choices=(2, 3),
+                        help="3: train the first case as one Z Y X volume (phantom3d)")
     parser.add_argument("--set", default="", help="TrainConfig overrides, key=value;key=value (Python literals)")
     parser.add_argument("--tag", default=None)
     parser.add_argument("--out", default=RESULTS, type=Path, help="results folder")
@@ -86,11 +88,19 @@ def main(argv=None) -> None:
     cases = load_cases(args.data, [args.noise], seed=args.seed)
     _CopyingAdam.every, _CopyingAdam.copies, _CopyingAdam.steps = args.every, {}, 0
     overrides = parse_variant(":" + args.set)[1]
+    losses: list[tuple[int, float]] = []  # (step, mean training loss since the last report)
     adam = training.torch.optim.Adam
     training.torch.optim.Adam = _CopyingAdam  # the engine builds its optimizer from this name
     try:
-        model = train(_mixed_image(cases), steps=args.steps, time_budget=None, seed=args.seed,
-                      device="cpu", **overrides)
+        if args.spatial_dims == 3:
+            cases = cases[:1]
+            image, axes = cases[0].noisy, "ZYX"
+            overrides = {"spatial_dims": 3, **overrides}
+        else:
+            image, axes = _mixed_image(cases), None
+        model = train(image, axes=axes, steps=args.steps, time_budget=None, seed=args.seed,
+                      device="cpu", callback=lambda e: losses.append((e.step, round(e.loss, 5)))
+                      if isinstance(e, Step) else None, **overrides)
     finally:
         training.torch.optim.Adam = adam
     config = model.config
@@ -104,12 +114,13 @@ def main(argv=None) -> None:
             progress = step / args.steps
             row = {"step": step, "lam": round(lambda_schedule(progress, config.t1, config.lam0, config.lam1), 2),
                    "lr": lr_schedule(progress, config.lr, config.lr_milestones, config.lr_gamma),
-                   **_score(model, cases)}
+                   **_score(model, cases, axes)}
             print(json.dumps(row), flush=True)
             rows.append(row)
     command = "python -m benchmarks.trajectory " + " ".join(sys.argv[1:] if argv is None else argv)
     meta = run_meta(command, started, threads=args.threads)
-    meta.update(images=[c.name for c in cases], precision=model.summary.precision, overrides=overrides)
+    meta.update(images=[c.name for c in cases], precision=model.summary.precision, overrides=overrides,
+                losses=losses)
     args.out.mkdir(parents=True, exist_ok=True)
     tag = args.tag or f"trajectory-{args.steps}steps"
     (args.out / f"{started:%Y-%m-%d}-{socket.gethostname()}-{tag}.json").write_text(
