@@ -141,6 +141,25 @@ def test_diverging_loss_keeps_the_last_good_weights(monkeypatch):
     assert np.isfinite(model.denoise(smooth_image((40, 40)))).all()
 
 
+def test_a_finite_loss_jump_counts_as_divergence(monkeypatch):
+    import napari_b2u.engine.training as training
+
+    monkeypatch.setattr(training, "REPORT_INTERVAL", 0.0)  # a report every step
+    calls, real = {"n": 0}, training.b2u_loss
+
+    def exploding(*args, **kwargs):  # finite, as the 3D phantom's jump at step 2300 was
+        calls["n"] += 1
+        loss, l_rev, l_reg = real(*args, **kwargs)
+        return (loss * 1e6 if calls["n"] > 30 else loss), l_rev, l_reg
+
+    monkeypatch.setattr(training, "b2u_loss", exploding)
+    with pytest.warns(RuntimeWarning, match="times its recent level.*weights of step 30 were kept"):
+        model = train(smooth_image((40, 40)), **{**FAST, "steps": 60})
+    assert model.summary.stop_reason == "diverged" and model.summary.steps == 30
+    monkeypatch.setattr(training, "b2u_loss", real)
+    assert train(smooth_image((40, 40)), **{**FAST, "steps": 60}).summary.stop_reason == "steps"
+
+
 def test_out_of_memory_retries_with_smaller_tiles(trained_model, monkeypatch):
     import napari_b2u.engine.inference as inference
 

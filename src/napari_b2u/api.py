@@ -124,8 +124,9 @@ def train(
     -------
     Model
         The trained model; ``model.summary`` says how training went. If the
-        loss became NaN/inf, training stops with a ``RuntimeWarning`` and the
-        model keeps the last good weights. When the ``visible`` output came out
+        loss became NaN/inf or jumped far above its recent level, training
+        stops with a ``RuntimeWarning`` and the model keeps the last good
+        weights. When the ``visible`` output came out
         worse than the ``blind`` one (`napari_b2u.engine.noise.visible_check`),
         a ``RuntimeWarning`` says so and the model's ``config.mode`` becomes
         ``"blind"``.

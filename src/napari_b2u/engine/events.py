@@ -109,8 +109,9 @@ class Preview:
 @dataclass(frozen=True)
 class Done:
     """Training ended, for ``reason`` (a `StopReason`: ``"steps"``, ``"time"``,
-    ``"cap"``, ``"stopped"`` or ``"diverged"``: the loss became NaN/inf, the
-    last good weights are kept and ``message`` says what to do). A finished
+    ``"cap"``, ``"stopped"`` or ``"diverged"``: the loss became NaN/inf or
+    jumped (``LOSS_JUMP``), the last good weights are kept and ``message``
+    says what to do). A finished
     run's ``message`` also says when its ``visible`` output came out worse
     than the ``blind`` one (`napari_b2u.engine.noise.visible_check`)."""
 

@@ -14,7 +14,7 @@ class StopReason(str, Enum):
     STEPS = "steps"  # the step limit was reached
     TIME = "time"  # the time budget was used up
     STOPPED = "stopped"  # the caller sent STOP
-    DIVERGED = "diverged"  # the loss became NaN/inf; the last good weights were kept
+    DIVERGED = "diverged"  # the loss became NaN/inf or jumped; the last good weights were kept
     CAP = "cap"  # enough steps for data of this size (TrainConfig.cap_steps), time left over
 
     def __str__(self) -> str:

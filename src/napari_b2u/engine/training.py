@@ -12,9 +12,11 @@ The file reads top to bottom: set-up (`_prepare`), the loop
 
 from __future__ import annotations
 
+import collections
 import copy
 import datetime
 import math
+import statistics
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -64,6 +66,12 @@ CAP_SCALE = 256.0
 #: Side of the crop that ``Preview`` events show, and for volumes the slices denoised around it.
 PREVIEW_SIZE = 256
 PREVIEW_DEPTH = 16
+#: A reported loss this many times the median of the recent reports counts as a
+#: divergence, like NaN/inf (the 3D phantom jumped 1e8x at step 2300 of 8523, stayed
+#: 100x up and ended at 7 dB; before that its report means stayed within 1.2x of it).
+LOSS_JUMP = 1e4
+#: Reports that median is taken over, and how many are needed before it is used.
+LOSS_WINDOW, LOSS_WARMUP = 100, 20
 #: The clock that time budgets, ``Step`` reports and previews read (seconds);
 #: tests replace it to run a budget without depending on the machine's speed.
 clock = time.perf_counter
@@ -238,6 +246,7 @@ def train_events(
     t0 = clock() - run.elapsed
     last_report = clock()
     losses: list[torch.Tensor] = []
+    recent: collections.deque[float] = collections.deque(maxlen=LOSS_WINDOW)  # reported means
     report_step, final_loss, message = step, None, None
     reason = StopReason.STOPPED
     with keep_memory():
@@ -268,9 +277,12 @@ def train_events(
                 continue
             mean_losses = torch.stack(losses).mean(0).tolist()
             losses.clear()
-            if not all(math.isfinite(v) for v in mean_losses):
+            jumped = len(recent) >= LOSS_WARMUP and mean_losses[0] > LOSS_JUMP * statistics.median(recent)
+            if jumped or not all(math.isfinite(v) for v in mean_losses):
                 message = (
-                    f"The loss became {mean_losses[0]} at step {step}; training stopped and the "
+                    f"The loss became {mean_losses[0]:.4g} at step {step}"
+                    + (f" ({mean_losses[0] / statistics.median(recent):.3g} times its recent level)" if jumped else "")
+                    + "; training stopped and the "
                     f"weights of step {good['step']} were kept. Lower the learning rate "
                     f"(lr={config.lr}) or check the image for extreme values."
                 )
@@ -279,6 +291,7 @@ def train_events(
                 step, reason = good["step"], StopReason.DIVERGED
                 break
             good = _snapshot(net, optimizer, step)
+            recent.append(mean_losses[0])
             final_loss = mean_losses[0]
             rate = (step - report_step) / max(now - last_report, 1e-9)
             report_step, last_report = step, now
