@@ -67,9 +67,12 @@ CAP_SCALE = 256.0
 PREVIEW_SIZE = 256
 PREVIEW_DEPTH = 16
 #: A reported loss this many times the median of the recent reports counts as a
-#: divergence, like NaN/inf (the 3D phantom jumped 1e8x at step 2300 of 8523, stayed
-#: 100x up and ended at 7 dB; before that its report means stayed within 1.2x of it).
-LOSS_JUMP = 1e4
+#: divergence, like NaN/inf (the 3D phantom jumped 1e4-1e8x near step 2440 of 8523,
+#: stayed 100x up and ended at 7 dB; before that its report means stayed within 1.2x
+#: of it). The weights kept are validated ones: taken at a report and followed by a
+#: report within `LOSS_HEALTHY` times the median (the last report's weights before
+#: the jump were already broken: -5.9 dB; the last within 3x: 14 dB).
+LOSS_JUMP, LOSS_HEALTHY = 100.0, 1.5
 #: Reports that median is taken over, and how many are needed before it is used.
 LOSS_WINDOW, LOSS_WARMUP = 100, 20
 #: The clock that time budgets, ``Step`` reports and previews read (seconds);
@@ -242,7 +245,8 @@ def train_events(
     scaler = run.precision.scaler()  # loss scaling for fp16; plain steps otherwise
     stopped = preview.read(command)  # a STOP answered to Started ends before any step
 
-    step, good = run.step, _snapshot(net, optimizer, run.step)  # good: restored on NaN/inf
+    step, good = run.step, _snapshot(net, optimizer, run.step)  # good: restored on NaN/inf/jumps
+    pending = good  # the latest snapshot, good once the next report's loss is healthy
     t0 = clock() - run.elapsed
     last_report = clock()
     losses: list[torch.Tensor] = []
@@ -277,11 +281,12 @@ def train_events(
                 continue
             mean_losses = torch.stack(losses).mean(0).tolist()
             losses.clear()
-            jumped = len(recent) >= LOSS_WARMUP and mean_losses[0] > LOSS_JUMP * statistics.median(recent)
+            level = statistics.median(recent) if len(recent) >= LOSS_WARMUP else math.inf
+            jumped = mean_losses[0] > LOSS_JUMP * level
             if jumped or not all(math.isfinite(v) for v in mean_losses):
                 message = (
                     f"The loss became {mean_losses[0]:.4g} at step {step}"
-                    + (f" ({mean_losses[0] / statistics.median(recent):.3g} times its recent level)" if jumped else "")
+                    + (f" ({mean_losses[0] / level:.3g} times its recent level)" if jumped else "")
                     + "; training stopped and the "
                     f"weights of step {good['step']} were kept. Lower the learning rate "
                     f"(lr={config.lr}) or check the image for extreme values."
@@ -290,7 +295,8 @@ def train_events(
                 optimizer.load_state_dict(good["optimizer"])
                 step, reason = good["step"], StopReason.DIVERGED
                 break
-            good = _snapshot(net, optimizer, step)
+            if mean_losses[0] <= LOSS_HEALTHY * level:  # these losses came from `pending`'s weights
+                good, pending = pending, _snapshot(net, optimizer, step)
             recent.append(mean_losses[0])
             final_loss = mean_losses[0]
             rate = (step - report_step) / max(now - last_report, 1e-9)
