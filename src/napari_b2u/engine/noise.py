@@ -272,8 +272,8 @@ def visible_check(noisy: np.ndarray, visible: np.ndarray, blind: np.ndarray) -> 
     barely trained networks, whose two outputs are about equal, are not.
     Returns what to do, or None.
     """
-    res_visible = float(np.mean((noisy.astype(np.float64) - visible) ** 2))
-    res_blind = float(np.mean((noisy.astype(np.float64) - blind) ** 2))
+    noisy = noisy.astype(np.float64)
+    res_visible, res_blind = (float(np.mean((noisy - out) ** 2)) for out in (visible, blind))
     if not res_blind > 0 or res_visible < VISIBLE_MARGIN * res_blind:
         return None
     return (

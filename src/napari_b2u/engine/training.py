@@ -245,12 +245,10 @@ def train_events(
     scaler = run.precision.scaler()  # loss scaling for fp16; plain steps otherwise
     stopped = preview.read(command)  # a STOP answered to Started ends before any step
 
-    step, good = run.step, _snapshot(net, optimizer, run.step)  # good: restored on NaN/inf/jumps
-    pending = good  # the latest snapshot, good once the next report's loss is healthy
+    step, guard = run.step, _LossGuard(net, optimizer, run.step)
     t0 = clock() - run.elapsed
     last_report = clock()
     losses: list[torch.Tensor] = []
-    recent: collections.deque[float] = collections.deque(maxlen=LOSS_WINDOW)  # reported means
     report_step, final_loss, message = step, None, None
     reason = StopReason.STOPPED
     with keep_memory():
@@ -281,23 +279,16 @@ def train_events(
                 continue
             mean_losses = torch.stack(losses).mean(0).tolist()
             losses.clear()
-            level = statistics.median(recent) if len(recent) >= LOSS_WARMUP else math.inf
-            jumped = mean_losses[0] > LOSS_JUMP * level
-            if jumped or not all(math.isfinite(v) for v in mean_losses):
+            diverged = guard.diverged(mean_losses, step)
+            if diverged:
                 message = (
-                    f"The loss became {mean_losses[0]:.4g} at step {step}"
-                    + (f" ({mean_losses[0] / level:.3g} times its recent level)" if jumped else "")
-                    + "; training stopped and the "
-                    f"weights of step {good['step']} were kept. Lower the learning rate "
+                    f"{diverged}; training stopped and the weights of step "
+                    f"{guard.good['step']} were kept. Lower the learning rate "
                     f"(lr={config.lr}) or check the image for extreme values."
                 )
-                net.load_state_dict(good["net"])
-                optimizer.load_state_dict(good["optimizer"])
-                step, reason = good["step"], StopReason.DIVERGED
+                step, reason = guard.restore(net, optimizer), StopReason.DIVERGED
                 break
-            if mean_losses[0] <= LOSS_HEALTHY * level:  # these losses came from `pending`'s weights
-                good, pending = pending, _snapshot(net, optimizer, step)
-            recent.append(mean_losses[0])
+            guard.accept(mean_losses[0], net, optimizer, step)
             final_loss = mean_losses[0]
             rate = (step - report_step) / max(now - last_report, 1e-9)
             report_step, last_report = step, now
@@ -403,6 +394,41 @@ def _limit_reached(step: int, config: TrainConfig, cap: int | None) -> StopReaso
     if config.steps is not None and step >= config.steps:
         return StopReason.STEPS
     return StopReason.CAP if cap is not None and step >= cap else StopReason.TIME
+
+
+class _LossGuard:
+    """The weights to fall back on when the loss diverges (NaN/inf, or a jump to
+    `LOSS_JUMP` times the median of the recent reports). A report's losses come
+    from the weights of the report before, so a snapshot becomes ``good`` only
+    once the next report's loss is healthy (within `LOSS_HEALTHY` times it)."""
+
+    def __init__(self, net: UNet, optimizer: torch.optim.Optimizer, step: int) -> None:
+        self.good = self.pending = _snapshot(net, optimizer, step)
+        self.recent: collections.deque[float] = collections.deque(maxlen=LOSS_WINDOW)
+
+    def _level(self) -> float:
+        return statistics.median(self.recent) if len(self.recent) >= LOSS_WARMUP else math.inf
+
+    def diverged(self, mean_losses: list[float], step: int) -> str | None:
+        """What went wrong with a report's mean losses (total first), or None."""
+        loss, level = mean_losses[0], self._level()
+        if loss > LOSS_JUMP * level:
+            return f"The loss became {loss:.4g} at step {step} ({loss / level:.3g} times its recent level)"
+        if not all(math.isfinite(v) for v in mean_losses):
+            return f"The loss became {loss:.4g} at step {step}"
+        return None
+
+    def accept(self, loss: float, net: UNet, optimizer: torch.optim.Optimizer, step: int) -> None:
+        """Record a report's loss; snapshot the weights when it is healthy."""
+        if loss <= LOSS_HEALTHY * self._level():  # it vouches for `pending`'s weights
+            self.good, self.pending = self.pending, _snapshot(net, optimizer, step)
+        self.recent.append(loss)
+
+    def restore(self, net: UNet, optimizer: torch.optim.Optimizer) -> int:
+        """Put the good weights and optimizer state back; returns their step."""
+        net.load_state_dict(self.good["net"])
+        optimizer.load_state_dict(self.good["optimizer"])
+        return self.good["step"]
 
 
 class _Previews:
