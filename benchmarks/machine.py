@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import json
 import platform
 import socket
+import sys
+from pathlib import Path
 
 
 def cpu_model() -> str:
@@ -25,3 +28,14 @@ def run_meta(command: str, started: datetime.datetime, **extra) -> dict:
 
     return {"command": command, "started": started.isoformat(timespec="seconds"),
             "host": socket.gethostname(), "cpu": cpu_model(), "torch": torch.__version__, **extra}  # fmt: skip
+
+
+def write_json(out: Path, tag: str, module: str, argv, started: datetime.datetime, rows: list,
+               **extra) -> Path:
+    """``<out>/<date>-<host>-<tag>.json``: ``{"meta": ..., "rows": rows}``, the meta
+    naming the command (``python -m <module> <argv>``) and ``extra``."""
+    command = f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{started:%Y-%m-%d}-{socket.gethostname()}-{tag}.json"
+    path.write_text(json.dumps({"meta": run_meta(command, started, **extra), "rows": rows}, indent=1))
+    return path

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import socket
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +28,7 @@ import torch
 
 import napari_b2u.engine.training as training
 from benchmarks.data import load_cases
-from benchmarks.machine import run_meta
+from benchmarks.machine import write_json
 from benchmarks.pooled import _mixed_image
 from benchmarks.quality import RESULTS, parse_variant, psnr
 from napari_b2u.api import Step, train
@@ -117,14 +115,9 @@ def main(argv=None) -> None:
                    **_score(model, cases, axes)}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    command = "python -m benchmarks.trajectory " + " ".join(sys.argv[1:] if argv is None else argv)
-    meta = run_meta(command, started, threads=args.threads)
-    meta.update(images=[c.name for c in cases], precision=model.summary.precision, overrides=overrides,
-                losses=losses)
-    args.out.mkdir(parents=True, exist_ok=True)
-    tag = args.tag or f"trajectory-{args.steps}steps"
-    (args.out / f"{started:%Y-%m-%d}-{socket.gethostname()}-{tag}.json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=1))
+    write_json(args.out, args.tag or f"trajectory-{args.steps}steps", "benchmarks.trajectory", argv,
+               started, rows, threads=args.threads, images=[c.name for c in cases],
+               precision=model.summary.precision, overrides=overrides, losses=losses)
 
 
 if __name__ == "__main__":

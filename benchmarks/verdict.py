@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import socket
-import sys
 from pathlib import Path
 
 import torch
 
 from benchmarks.data import load_cases
-from benchmarks.machine import run_meta
+from benchmarks.machine import write_json
 from benchmarks.quality import RESULTS, psnr
 from napari_b2u.api import noise_report, train
 from napari_b2u.config import MODES
@@ -54,12 +52,8 @@ def main(argv=None) -> None:
                    "training_message": model.summary.message}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    command = "python -m benchmarks.verdict " + " ".join(sys.argv[1:] if argv is None else argv)
-    meta = run_meta(command, started, threads=args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    tag = args.tag or f"verdict-{args.steps}steps"
-    (args.out / f"{started:%Y-%m-%d}-{socket.gethostname()}-{tag}.json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=1))
+    write_json(args.out, args.tag or f"verdict-{args.steps}steps", "benchmarks.verdict", argv, started,
+               rows, threads=args.threads)
 
 
 if __name__ == "__main__":
