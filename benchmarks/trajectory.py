@@ -31,21 +31,26 @@ from benchmarks.data import load_cases
 from benchmarks.machine import write_json
 from benchmarks.pooled import _mixed_image
 from benchmarks.quality import RESULTS, parse_variant, psnr
-from napari_b2u.api import Step, train
+from napari_b2u.api import STOP, Step, train
 from napari_b2u.core.schedule import lambda_schedule, lr_schedule
 
 
 class _CopyingAdam(torch.optim.Adam):
-    """Adam that keeps a copy of the parameters every ``every`` steps."""
+    """Adam that keeps a copy of the parameters every ``every`` steps (from step
+    ``first`` on) and the norm of the gradients it steps with."""
 
-    every = 1000
+    every, first = 1000, 0
     copies: dict[int, list[torch.Tensor]] = {}
+    grad_norms: list[float] = []
     steps = 0
 
     def step(self, closure=None):
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        _CopyingAdam.grad_norms.append(float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0)
         out = super().step(closure)
         _CopyingAdam.steps += 1
-        if _CopyingAdam.steps % _CopyingAdam.every == 0:
+        if _CopyingAdam.steps % _CopyingAdam.every == 0 and _CopyingAdam.steps >= _CopyingAdam.first:
             params = [p.detach().clone() for g in self.param_groups for p in g["params"]]
             _CopyingAdam.copies[_CopyingAdam.steps] = params
         return out
@@ -73,6 +78,9 @@ def main(argv=None) -> None:
     parser.add_argument("--noise", default="gauss25")
     parser.add_argument("--steps", type=int, default=16000)
     parser.add_argument("--every", type=int, default=1000)
+    parser.add_argument("--first", type=int, default=0, help="keep no copy before this step")
+    parser.add_argument("--stop-at", type=int, default=None,
+                        help="end the run at this step, its schedules still those of --steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--spatial-dims", type=int, default=2, choices=(2, 3),
@@ -84,7 +92,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     started = datetime.datetime.now()
     cases = load_cases(args.data, [args.noise], seed=args.seed)
-    _CopyingAdam.every, _CopyingAdam.copies, _CopyingAdam.steps = args.every, {}, 0
+    _CopyingAdam.every, _CopyingAdam.first, _CopyingAdam.copies, _CopyingAdam.steps = args.every, args.first, {}, 0
+    _CopyingAdam.grad_norms = []
     overrides = parse_variant(":" + args.set)[1]
     losses: list[tuple[int, float]] = []  # (step, mean training loss since the last report)
     adam = training.torch.optim.Adam
@@ -97,8 +106,7 @@ def main(argv=None) -> None:
         else:
             image, axes = _mixed_image(cases), None
         model = train(image, axes=axes, steps=args.steps, time_budget=None, seed=args.seed,
-                      device="cpu", callback=lambda e: losses.append((e.step, round(e.loss, 5)))
-                      if isinstance(e, Step) else None, **overrides)
+                      device="cpu", callback=lambda e: _report(e, losses, args.stop_at), **overrides)
     finally:
         training.torch.optim.Adam = adam
     config = model.config
@@ -109,7 +117,7 @@ def main(argv=None) -> None:
         for step, weights in sorted(_CopyingAdam.copies.items()):
             for p, w in zip(params, weights):
                 p.copy_(w)
-            progress = step / args.steps
+            progress = min(step, args.steps) / args.steps
             row = {"step": step, "lam": round(lambda_schedule(progress, config.t1, config.lam0, config.lam1), 2),
                    "lr": lr_schedule(progress, config.lr, config.lr_milestones, config.lr_gamma),
                    **_score(model, cases, axes)}
@@ -117,7 +125,20 @@ def main(argv=None) -> None:
             rows.append(row)
     write_json(args.out, args.tag or f"trajectory-{args.steps}steps", "benchmarks.trajectory", argv,
                started, rows, threads=args.threads, images=[c.name for c in cases],
-               precision=model.summary.precision, overrides=overrides, losses=losses)
+               precision=model.summary.precision, overrides=overrides, losses=losses,
+               stop_reason=model.summary.stop_reason.value, message=model.summary.message,
+               grad_norms=[round(g, 4) for g in _CopyingAdam.grad_norms])
+
+
+def _report(event, losses: list[tuple[int, float]], stop_at: int | None):
+    """Record a ``Step``'s loss; `STOP` once it reaches ``stop_at``."""
+    if isinstance(event, Step):
+        losses.append((event.step, round(event.loss, 5)))
+        if len(losses) % 100 == 0:
+            print(f"step {event.step}, loss {event.loss:.4g}, {event.elapsed:.0f} s", flush=True)
+        if stop_at is not None and event.step >= stop_at:
+            return STOP
+    return None
 
 
 if __name__ == "__main__":
