@@ -164,6 +164,55 @@ def test_a_finite_loss_jump_counts_as_divergence(monkeypatch):
     assert train(smooth_image((40, 40)), **{**FAST, "steps": 60}).summary.stop_reason == "steps"
 
 
+def test_a_healthy_loss_between_high_ones_does_not_clear_the_weights(monkeypatch):
+    import napari_b2u.engine.training as training
+
+    monkeypatch.setattr(training, "REPORT_INTERVAL", 0.0)  # a report every step
+    calls, real = {"n": 0}, training.b2u_loss
+    factors = {31: 5.0, 33: 5.0, 35: 1e6}  # high, healthy, high, healthy, jump: as a breaking run
+
+    def alternating(*args, **kwargs):
+        calls["n"] += 1
+        loss, l_rev, l_reg = real(*args, **kwargs)
+        return loss * factors.get(calls["n"], 1.0), l_rev, l_reg
+
+    monkeypatch.setattr(training, "b2u_loss", alternating)
+    # step 31's 5x loss condemns step 30's weights; the healthy 32 and 34 vouch for none
+    with pytest.warns(RuntimeWarning, match="at step 35 .*weights of step 29 were"):
+        model = train(smooth_image((40, 40)), **{**FAST, "steps": 60})
+    assert model.summary.stop_reason == "diverged" and model.summary.steps == 29
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 3.0])
+def test_grad_clip_bounds_a_gradient_spike(monkeypatch, grad_clip):
+    import napari_b2u.engine.training as training
+
+    monkeypatch.setattr(training, "GRAD_WINDOW", 10)
+    calls, real = {"n": 0}, training.b2u_loss
+
+    def spiking(*args, **kwargs):  # one batch whose loss, and so gradient, is 1000x
+        calls["n"] += 1
+        loss, l_rev, l_reg = real(*args, **kwargs)
+        return loss * (1000.0 if calls["n"] == 15 else 1.0), l_rev, l_reg
+
+    norms = []
+
+    class Recording(torch.optim.Adam):  # the gradient norm each step is taken with
+        def step(self, closure=None):
+            grads = [p.grad.norm() for g in self.param_groups for p in g["params"]]
+            norms.append(float(torch.stack(grads).norm()))
+            return super().step(closure)
+
+    monkeypatch.setattr(training, "b2u_loss", spiking)
+    monkeypatch.setattr(training.torch.optim, "Adam", Recording)
+    train(smooth_image((40, 40)), **{**FAST, "steps": 20, "grad_clip": grad_clip})
+    spike, median = norms[14], float(np.median(norms[4:14]))
+    if grad_clip:
+        assert spike <= grad_clip * median * 1.0001 and spike > median
+    else:
+        assert spike > 100 * median
+
+
 def test_out_of_memory_retries_with_smaller_tiles(trained_model, monkeypatch):
     import napari_b2u.engine.inference as inference
 

@@ -88,6 +88,11 @@ class TrainConfig:
         Adam learning rate.
     weight_decay : float
         Adam weight decay.
+    grad_clip : float
+        Clip each step's gradient norm at this many times the median norm of
+        the last 100 steps, so that one extreme batch cannot throw the weights
+        far (an unclipped 3D run broke this way; docs/benchmarks.md). 0: no
+        clipping.
     lr_milestones : tuple of float
         Fractions of training at which the lr is multiplied by ``lr_gamma``.
         The paper's 0.2, 0.4, 0.6, 0.8 suit its long runs; on a short run
@@ -157,6 +162,7 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 1e-3
     weight_decay: float = 1e-8
+    grad_clip: float = 0.0
     lr_milestones: tuple[float, ...] = (0.5, 0.7, 0.9)
     lr_gamma: float = 0.5
     augment: bool = True
@@ -197,6 +203,8 @@ class TrainConfig:
             problems.append(f"t1 is a fraction of training, in [0, 1] (got {self.t1})")
         if self.lr <= 0:
             problems.append(f"lr must be > 0 (got {self.lr})")
+        if not self.grad_clip >= 0:
+            problems.append(f"grad_clip must be >= 0, 0 for no clipping (got {self.grad_clip})")
         if self.steps is None and self.time_budget is None:
             problems.append("set steps or time_budget (or both), else training never stops")
         if self.steps is not None and self.steps < 1:

@@ -75,6 +75,9 @@ PREVIEW_DEPTH = 16
 LOSS_JUMP, LOSS_HEALTHY = 100.0, 1.5
 #: Reports that median is taken over, and how many are needed before it is used.
 LOSS_WINDOW, LOSS_WARMUP = 100, 20
+#: `TrainConfig.grad_clip` clips at a multiple of the median gradient norm of this
+#: many steps, from the step after the first this many.
+GRAD_WINDOW = 100
 #: The clock that time budgets, ``Step`` reports and previews read (seconds);
 #: tests replace it to run a budget without depending on the machine's speed.
 clock = time.perf_counter
@@ -246,6 +249,7 @@ def train_events(
     stopped = preview.read(command)  # a STOP answered to Started ends before any step
 
     step, guard = run.step, _LossGuard(net, optimizer, run.step)
+    clip = _GradClip(config.grad_clip, device)
     t0 = clock() - run.elapsed
     last_report = clock()
     losses: list[torch.Tensor] = []
@@ -268,6 +272,8 @@ def train_events(
             loss, l_rev, l_reg = b2u_forward(net, y, lam, config, run.precision)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # true gradients to clip (a no-op but for fp16)
+            clip(net)
             scaler.step(optimizer)  # skipped by the scaler when fp16 gradients overflowed
             scaler.update()
             step += 1
@@ -403,7 +409,8 @@ class _LossGuard:
     once the next report's loss is healthy (within `LOSS_HEALTHY` times it)."""
 
     def __init__(self, net: UNet, optimizer: torch.optim.Optimizer, step: int) -> None:
-        self.good = self.pending = _snapshot(net, optimizer, step)
+        self.good = _snapshot(net, optimizer, step)
+        self.pending: dict[str, Any] | None = self.good
         self.recent: collections.deque[float] = collections.deque(maxlen=LOSS_WINDOW)
 
     def _level(self) -> float:
@@ -419,9 +426,14 @@ class _LossGuard:
         return None
 
     def accept(self, loss: float, net: UNet, optimizer: torch.optim.Optimizer, step: int) -> None:
-        """Record a report's loss; snapshot the weights when it is healthy."""
-        if loss <= LOSS_HEALTHY * self._level():  # it vouches for `pending`'s weights
-            self.good, self.pending = self.pending, _snapshot(net, optimizer, step)
+        """Record a report's loss; snapshot the weights when it is healthy. An
+        unhealthy one condemns `pending`'s weights: a breaking run alternates
+        healthy and high losses before the jump (the fp32 3D phantom at step
+        2402-2424), and a healthy loss after a high one does not clear them."""
+        healthy = loss <= LOSS_HEALTHY * self._level()
+        if healthy and self.pending is not None:  # it vouches for `pending`'s weights
+            self.good = self.pending
+        self.pending = _snapshot(net, optimizer, step) if healthy else None
         self.recent.append(loss)
 
     def restore(self, net: UNet, optimizer: torch.optim.Optimizer) -> int:
@@ -429,6 +441,29 @@ class _LossGuard:
         net.load_state_dict(self.good["net"])
         optimizer.load_state_dict(self.good["optimizer"])
         return self.good["step"]
+
+
+class _GradClip:
+    """Clips each step's gradient norm at ``factor`` times the median norm of the
+    last `GRAD_WINDOW` steps (no clipping before that many). The norms stay on
+    the device, so clipping adds no device sync."""
+
+    def __init__(self, factor: float, device: torch.device) -> None:
+        self.factor, self.count = factor, 0
+        self.norms = torch.zeros(GRAD_WINDOW, device=device)
+
+    def __call__(self, net: UNet) -> None:
+        if not self.factor:
+            return
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        if self.count >= GRAD_WINDOW:
+            scale = (self.factor * self.norms.median() / (norm + 1e-12)).clamp(max=1.0)
+            for g in grads:
+                g.mul_(scale)
+        last = self.norms[(self.count - 1) % GRAD_WINDOW]  # stands in for a non-finite norm
+        self.norms[self.count % GRAD_WINDOW] = torch.where(torch.isfinite(norm), norm, last)
+        self.count += 1
 
 
 class _Previews:
