@@ -46,8 +46,7 @@ class _CopyingAdam(torch.optim.Adam):
 
     def step(self, closure=None):
         grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
-        _CopyingAdam.grad_norms.append(float(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0)
+        _CopyingAdam.grad_norms.append(float(training.grad_norm(grads)) if grads else 0.0)
         out = super().step(closure)
         _CopyingAdam.steps += 1
         if _CopyingAdam.steps % _CopyingAdam.every == 0 and _CopyingAdam.steps >= _CopyingAdam.first:
@@ -117,7 +116,7 @@ def main(argv=None) -> None:
         for step, weights in sorted(_CopyingAdam.copies.items()):
             for p, w in zip(params, weights):
                 p.copy_(w)
-            progress = min(step, args.steps) / args.steps
+            progress = step / args.steps
             row = {"step": step, "lam": round(lambda_schedule(progress, config.t1, config.lam0, config.lam1), 2),
                    "lr": lr_schedule(progress, config.lr, config.lr_milestones, config.lr_gamma),
                    **_score(model, cases, axes)}

@@ -456,7 +456,7 @@ class _GradClip:
         if not self.factor:
             return
         grads = [p.grad for p in net.parameters() if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        norm = grad_norm(grads)
         if self.count >= GRAD_WINDOW:
             scale = (self.factor * self.norms.median() / (norm + 1e-12)).clamp(max=1.0)
             for g in grads:
@@ -464,6 +464,11 @@ class _GradClip:
         last = self.norms[(self.count - 1) % GRAD_WINDOW]  # stands in for a non-finite norm
         self.norms[self.count % GRAD_WINDOW] = torch.where(torch.isfinite(norm), norm, last)
         self.count += 1
+
+
+def grad_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The norm of all ``grads`` together, as a tensor on their device (no sync)."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 class _Previews:
