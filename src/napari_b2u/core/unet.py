@@ -129,11 +129,12 @@ def pad_mode(*sizes_and_pads: int) -> str:
     return "reflect" if all(p < s for s, p in zip(sizes, pads)) else "replicate"
 
 
-def pad_reflect(x: torch.Tensor, *pads: int) -> torch.Tensor:
+def pad_reflect(x: torch.Tensor, *pads: int, mode: str | None = None) -> torch.Tensor:
     """Pad the far end of each spatial axis of ``(N, C, ...)`` by ``pads``
-    (one per spatial axis, in order), by `pad_mode`."""
+    (one per spatial axis, in order), by `pad_mode`; ``mode="replicate"``
+    replicates even where ``x`` could be reflected."""
     spatial = x.shape[2:]
     flat: list[int] = []
     for p in reversed(pads):  # F.pad takes the last axis first
         flat += [0, p]
-    return F.pad(x, flat, mode=pad_mode(*spatial, *pads))
+    return F.pad(x, flat, mode=mode if mode == "replicate" else pad_mode(*spatial, *pads))

@@ -23,7 +23,7 @@ from napari_b2u.config import (
 )
 from napari_b2u.core import global_mapper, global_masker
 from napari_b2u.core.masking import copies
-from napari_b2u.core.unet import UNet, pad_mode
+from napari_b2u.core.unet import UNet, pad_mode, pad_reflect
 from napari_b2u.engine.data import denormalize, normalize
 from napari_b2u.engine.device import memory_format
 from napari_b2u.engine.precision import Precision
@@ -38,6 +38,7 @@ def predict(
     lam: float,
     precision: Precision | None = None,
     planar: bool = False,
+    padding: str | None = None,
 ) -> torch.Tensor:
     """Network output for normalised images ``y`` ``(N, C, H, W)`` (or volumes
     ``(N, C, D, H, W)``; ``planar``: the in-plane masker), float32.
@@ -45,6 +46,9 @@ def predict(
     ``visible = f(y)``, ``blind = h(f(Omega_y))`` and
     ``weighted = (blind + lam * visible) / (lam + 1)``. The network passes run
     in ``precision`` (default fp32); the mapper's sum and the weighting in fp32.
+    ``y`` off the network's pooling grid is padded after the masker, so the
+    masker never sees padding as data: by `pad_mode`, or replicated where
+    ``padding="replicate"`` (tiles follow the rule of their whole plane).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -53,9 +57,14 @@ def predict(
     converted = dtype != torch.float32  # by Precision.for_inference: it runs without autocast
     layout = memory_format(net)
 
+    pads = [-s % m for s, m in zip(y.shape[2:], net.multiples)]
+    crop = (..., *(slice(0, s) for s in y.shape[2:]))
+
     def run(x: torch.Tensor) -> torch.Tensor:
+        if padding is not None and any(pads):
+            x = pad_reflect(x, *pads, mode=padding)
         # the input in the weights' layout too: fp32 with a plain-layout input ran 1.2-3x slower
-        return net(x.to(dtype, memory_format=layout)).float()
+        return net(x.to(dtype, memory_format=layout)).float()[crop]
 
     context = contextlib.nullcontext() if converted else precision.autocast()
     with context:
@@ -188,9 +197,11 @@ def denoise_tiled(
     """Denoise one normalised plane ``(C, H, W)`` (or volume ``(C, D, H, W)``)
     tile by tile; ``tile`` and ``overlap`` per spatial axis (default `tile_shape`).
 
-    The plane is padded once to the network's pooling grid (`UNet.multiples`)
-    and every tile starts on that grid, so the network's pooling sees the same
-    pixel groups as in untiled inference; tiles overlapping by ``overlap``
+    Tiles are laid on the plane padded to the network's pooling grid
+    (`UNet.multiples`) and every tile starts on that grid, so the network's
+    pooling sees the same pixel groups as in untiled inference. Tiles reaching
+    past the plane are cut to it and padded after the masker, as the untiled
+    plane is. Tiles overlapping by ``overlap``
     are blended with ramps that fade out each tile's border, where it lacks
     context. Tiled output therefore matches untiled output closely.
     """
@@ -210,41 +221,30 @@ def denoise_tiled(
         if not 0 <= o < t:
             raise ValueError(f"tile_overlap must be in [0, tile_size), got {o}.")
 
+    size = tuple(s + (-s % m) for s, m in zip(spatial, ms))  # on the pooling grid
+    padding = pad_mode(*spatial, *(n - s for n, s in zip(size, spatial)))
+
     def run(block: np.ndarray) -> np.ndarray:
         y = torch.from_numpy(np.ascontiguousarray(block)[None]).to(device)
-        return predict(net, y, mode, cell, lam, precision, planar)[0].cpu().numpy()
+        return predict(net, y, mode, cell, lam, precision, planar, padding)[0].cpu().numpy()
 
     if all(s <= t for s, t in zip(spatial, tile)):
         return run(plane)
     tile = tuple(t - t % m for t, m in zip(tile, ms))
     overlap = tuple(min(-(-o // m) * m, t - m) for o, t, m in zip(overlap, tile, ms))
-    padded = pad_to_multiple(plane, ms)
-    size = padded.shape[1:]
-    out = np.zeros(padded.shape, dtype=np.float32)
-    weight = np.zeros(size, dtype=np.float32)
+    out = np.zeros(plane.shape, dtype=np.float32)
+    weight = np.zeros(spatial, dtype=np.float32)
     tile = tuple(min(t, n) for t, n in zip(tile, size))
     starts = [tile_starts(n, t, o) for n, t, o in zip(size, tile, overlap)]
     for corner in itertools.product(*starts):
         ramps = [_ramp(t, c, n, o) for t, c, n, o in zip(tile, corner, size, overlap)]
-        wgt = functools.reduce(np.multiply.outer, ramps)
-        box = tuple(slice(c, c + t) for c, t in zip(corner, tile))
-        out[(slice(None), *box)] += run(padded[(slice(None), *box)]) * wgt
+        # A tile reaching past the data is cut to it: predict pads it after the masker,
+        # as the network pads an untiled plane.
+        box = tuple(slice(c, min(c + t, s)) for c, t, s in zip(corner, tile, spatial))
+        wgt = functools.reduce(np.multiply.outer, [r[: b.stop - b.start] for r, b in zip(ramps, box)])
+        out[(slice(None), *box)] += run(plane[(slice(None), *box)]) * wgt
         weight[box] += wgt
-    out /= weight
-    return out[(slice(None), *(slice(0, s) for s in spatial))]
-
-
-def pad_to_multiple(plane: np.ndarray, m: int | tuple[int, ...]) -> np.ndarray:
-    """Pad ``(C, ...)`` at the far end of each spatial axis to multiples of
-    ``m`` (one for all axes, or one per axis), as the UNet pads
-    (`napari_b2u.core.unet.pad_mode`)."""
-    spatial = plane.shape[1:]
-    ms = m if isinstance(m, tuple) else (m,) * len(spatial)
-    pads = [-s % k for s, k in zip(spatial, ms)]
-    if not any(pads):
-        return plane
-    mode = {"reflect": "reflect", "replicate": "edge"}[pad_mode(*spatial, *pads)]
-    return np.pad(plane, ((0, 0), *((0, p) for p in pads)), mode=mode)
+    return out / weight
 
 
 def denoise_ensemble(
