@@ -179,7 +179,13 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="skip the large-image memory runs")
     parser.add_argument("--tag", default="speed", help="the results file's name ends with it")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS),
+                        help="comma-separated, of fp32,bf16: runs in these only (bf16 without "
+                             "AVX512-BF16 or AMX is emulated, and 3D steps then take minutes)")  # fmt: skip
     args = parser.parse_args(argv)
+    precisions = tuple(p for p in PRECISIONS if p in args.precisions.split(","))
+    if not precisions:
+        parser.error(f"--precisions: give one or more of {','.join(PRECISIONS)}")
     torch.set_num_threads(args.threads)
     base = TrainConfig()
     report = {"threads": args.threads, "torch": torch.__version__, "host": socket.gethostname(),
@@ -190,18 +196,18 @@ def main(argv=None) -> None:
                                      "bf16": round(matmul_peak(torch.bfloat16), 1)}}  # fmt: skip
     configs = [{}, {"features": 32}, {"features": 48}, {"cell": 4}, {"depth": 5, "features": 48},
                {"patch_size": 96}, {"batch_size": 8}]  # fmt: skip
-    report["training"] = [training_step(base.replace(**o), p) for o in configs for p in PRECISIONS]
+    report["training"] = [training_step(base.replace(**o), p) for o in configs for p in precisions]
     vol = base.replace(spatial_dims=3)  # the volume defaults: 8 x 32 x 32 patches
     for mask_z in (True, False):
-        for p in PRECISIONS:
+        for p in precisions:
             report["training"].append(training_step(vol.replace(mask_z=mask_z), p, steps=5))
-    for p in PRECISIONS:  # is channels_last_3d (the default for 3D) faster than the plain layout?
+    for p in precisions:  # is channels_last_3d (the default for 3D) faster than the plain layout?
         report["training"].append(training_step(vol, p, steps=5, layout=torch.contiguous_format))
     for t in report["training"]:
         t["fraction_of_peak"] = round(t["gflops"] / report["matmul_peak_gflops"][t["precision"]], 3)
-    report["inference"] = [inference(512, m, base, p) for m in ("visible", "weighted") for p in PRECISIONS]
-    report["inference"] += [inference(512, "visible", base, p, ensemble=True) for p in PRECISIONS]
-    report["inference"] += [inference(4096, "visible", base, p) for p in PRECISIONS]
+    report["inference"] = [inference(512, m, base, p) for m in ("visible", "weighted") for p in precisions]
+    report["inference"] += [inference(512, "visible", base, p, ensemble=True) for p in precisions]
+    report["inference"] += [inference(4096, "visible", base, p) for p in precisions]
     if not args.quick:
         with tempfile.TemporaryDirectory() as tmp:
             report["memory"] = [peak_rss("4096x4096", "weighted", Path(tmp)),
