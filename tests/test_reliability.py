@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from napari_b2u.api import Done, Model, TrainConfig, denoise_files, load_model, train
+from napari_b2u.api import STOP, Done, Model, Step, TrainConfig, denoise_files, load_model, train
 from napari_b2u.core import UNet, global_mapper, global_masker
 from napari_b2u.engine import train_events
 from napari_b2u.engine.inference import denoise_plane
@@ -211,6 +211,43 @@ def test_grad_clip_bounds_a_gradient_spike(monkeypatch, grad_clip):
         assert spike <= grad_clip * median * 1.0001 and spike > median
     else:
         assert spike > 100 * median
+
+
+def test_a_continued_run_clips_from_its_first_step(monkeypatch, tmp_path):
+    # The clipper's window travels with a stopped model and its file, so continuing
+    # does not begin with GRAD_WINDOW unclipped steps.
+    import napari_b2u.engine.training as training
+
+    monkeypatch.setattr(training, "GRAD_WINDOW", 10)
+    monkeypatch.setattr(training, "REPORT_INTERVAL", 0.0)  # a Step per step
+    image = smooth_image((40, 40))
+    stopped = train(
+        image,
+        **{**FAST, "steps": 30, "grad_clip": 3.0},
+        callback=lambda e: STOP if isinstance(e, Step) and e.step >= 12 else None,
+    )
+    assert stopped.summary.steps == 12 and len(stopped.grad_norms) == 10
+    stopped.save(tmp_path / "m.safetensors")
+    loaded = load_model(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(loaded.grad_norms, stopped.grad_norms)
+
+    real, norms = training.b2u_loss, []
+
+    def spiking(*args, **kwargs):  # the continued run's first batch: 1000x the loss
+        loss, l_rev, l_reg = real(*args, **kwargs)
+        return loss * (1000.0 if not norms else 1.0), l_rev, l_reg
+
+    class Recording(torch.optim.Adam):
+        def step(self, closure=None):
+            grads = [p.grad.norm() for g in self.param_groups for p in g["params"]]
+            norms.append(float(torch.stack(grads).norm()))
+            return super().step(closure)
+
+    monkeypatch.setattr(training, "b2u_loss", spiking)
+    monkeypatch.setattr(training.torch.optim, "Adam", Recording)
+    resumed = train(image, init=loaded)
+    assert resumed.summary.steps == 30 and len(norms) == 18
+    assert norms[0] <= 3.0 * np.median(stopped.grad_norms) * 1.0001
 
 
 def test_out_of_memory_retries_with_smaller_tiles(trained_model, monkeypatch):

@@ -41,6 +41,9 @@ class Model:
     subsample : tuple of int
         ``(sy, sx)``: the pixel-shuffle sub-sampling the network was trained on
         and is applied with (``(1, 1)``: none; see ``TrainConfig.decorrelate``).
+    grad_norms : numpy.ndarray or None
+        The gradient norms of the last (at most 100) training steps, oldest
+        first: a continued run clips gradients against them from its first step.
     sample : numpy.ndarray or None
         A central crop ``(C, [D,] H, W)`` of the training data, in its units
         (at most 256 x 256; volumes 32 x 192 x 192): the test input of exported packages.
@@ -56,6 +59,7 @@ class Model:
         optimizer_state: dict[str, Any] | None = None,
         subsample: tuple[int, int] = (1, 1),
         sample: np.ndarray | None = None,
+        grad_norms: np.ndarray | None = None,
     ) -> None:
         self.net = net.eval()
         self.config = config
@@ -67,6 +71,9 @@ class Model:
         self.optimizer_state = optimizer_state
         self.subsample = (int(subsample[0]), int(subsample[1]))
         self.sample = None if sample is None else np.asarray(sample, dtype=np.float32)
+        self.grad_norms = (
+            None if grad_norms is None else np.asarray(grad_norms, dtype=np.float32).reshape(-1)
+        )
 
     def __repr__(self) -> str:
         s = self.summary
@@ -279,7 +286,8 @@ class Model:
 
     # ------------------------------------------------------------ model files
     # Tensor keys: "net.<parameter>", "norm.mean", "norm.std" and
-    # "optim.<param id>.<state name>" (Adam state; its param groups are metadata).
+    # "optim.<param id>.<state name>" (Adam state; its param groups are metadata),
+    # "train.grad_norms" (the gradient clipper's window).
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every tensor of the model: weights, normalisation, optimizer state."""
         tensors = {
@@ -289,6 +297,8 @@ class Model:
         tensors["norm.std"] = torch.from_numpy(self.std.copy())
         if self.sample is not None:
             tensors["sample.input"] = torch.from_numpy(np.ascontiguousarray(self.sample))
+        if self.grad_norms is not None:
+            tensors["train.grad_norms"] = torch.from_numpy(self.grad_norms.copy())
         if self.optimizer_state is not None:
             for pid, state in self.optimizer_state["state"].items():
                 for name, value in state.items():
@@ -342,7 +352,7 @@ class Model:
             and all(isinstance(v, int) and 1 <= v <= 8 for v in subsample)
         ):
             raise ModelFileError(f"{source}: its sub-sampling {subsample!r} is not valid.")
-        sample = tensors.get("sample.input")
+        sample, grad_norms = tensors.get("sample.input"), tensors.get("train.grad_norms")
         return cls(
             net,
             config,
@@ -352,6 +362,7 @@ class Model:
             _optimizer_state(meta, tensors),
             subsample=(subsample[0], subsample[1]),
             sample=None if sample is None else sample.numpy(),
+            grad_norms=None if grad_norms is None else grad_norms.float().numpy(),
         )
 
 

@@ -102,6 +102,7 @@ class _Run:
     step: int  # steps done before this run (a continued run)
     elapsed: float  # seconds done before this run
     cap: int | None  # the step cap of a time-budgeted run (TrainConfig.cap_steps)
+    grad_norms: np.ndarray | None  # the clipper's window of a continued run
 
 
 def _prepare(image: Any, axes: str | None, config: TrainConfig, init: Model | None) -> _Run:
@@ -150,9 +151,9 @@ def _prepare(image: Any, axes: str | None, config: TrainConfig, init: Model | No
     _check_subsampled_size(planes, subsample, smallest)
     net.to(device, memory_format=memory_format(net)).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    step, elapsed = 0, 0.0
+    step, elapsed, grad_norms = 0, 0.0, None
     if init is not None and not init.completed:  # continue a stopped run where it stopped
-        step, elapsed = init.summary.steps, init.summary.seconds
+        step, elapsed, grad_norms = init.summary.steps, init.summary.seconds, init.grad_norms
         if init.optimizer_state is not None:
             optimizer.load_state_dict(init.optimizer_state)
     shape = patch_shape(planes, config.patch_yx, net.multiples, subsample, config.patch_depth)
@@ -160,7 +161,7 @@ def _prepare(image: Any, axes: str | None, config: TrainConfig, init: Model | No
     cap = step_cap(planes) if config.cap_steps and config.steps is None else None
     return _Run(
         config, planes, device, precision, threads, net, optimizer, sampler, mean, std,
-        subsample, noise, step, elapsed, cap,
+        subsample, noise, step, elapsed, cap, grad_norms,
     )  # fmt: skip
 
 
@@ -249,7 +250,7 @@ def train_events(
     stopped = preview.read(command)  # a STOP answered to Started ends before any step
 
     step, guard = run.step, _LossGuard(net, optimizer, run.step)
-    clip = _GradClip(config.grad_clip, device)
+    clip = _GradClip(config.grad_clip, device, run.grad_norms)
     t0 = clock() - run.elapsed
     last_report = clock()
     losses: list[torch.Tensor] = []
@@ -321,7 +322,7 @@ def train_events(
     elapsed = clock() - t0
     model = Model(
         net.eval(), config, run.mean, run.std, None, optimizer.state_dict(), run.subsample,
-        sample=_sample(run.planes),
+        sample=_sample(run.planes), grad_norms=clip.history(),
     )  # fmt: skip
     if message is None and reason.completed:
         message = _check_visible(model)
@@ -446,11 +447,24 @@ class _LossGuard:
 class _GradClip:
     """Clips each step's gradient norm at ``factor`` times the median norm of the
     last `GRAD_WINDOW` steps (no clipping before that many). The norms stay on
-    the device, so clipping adds no device sync."""
+    the device, so clipping adds no device sync. ``history``: the norms of a
+    stopped run's last steps, oldest first, so its continuation clips at once."""
 
-    def __init__(self, factor: float, device: torch.device) -> None:
+    def __init__(
+        self, factor: float, device: torch.device, history: np.ndarray | None = None
+    ) -> None:
         self.factor, self.count = factor, 0
         self.norms = torch.zeros(GRAD_WINDOW, device=device)
+        if history is not None and len(history):
+            last = torch.as_tensor(history[-GRAD_WINDOW:], dtype=torch.float32)
+            self.count = len(last)
+            self.norms[: self.count] = last.to(device)
+
+    def history(self) -> np.ndarray:
+        """The window's norms, oldest first (a device sync)."""
+        n = min(self.count, GRAD_WINDOW)
+        order = [(self.count - n + i) % GRAD_WINDOW for i in range(n)]
+        return self.norms[order].cpu().numpy()
 
     def __call__(self, net: UNet) -> None:
         if not self.factor:
