@@ -289,7 +289,8 @@ class Model:
     # "optim.<param id>.<state name>" (Adam state; its param groups are metadata),
     # "train.grad_norms" (the gradient clipper's window).
     def tensors(self) -> dict[str, torch.Tensor]:
-        """Every tensor of the model: weights, normalisation, optimizer state."""
+        """Every tensor of the model: weights, normalisation, optimizer state,
+        the gradient clipper's window."""
         tensors = {
             f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()
         }

@@ -249,8 +249,8 @@ def train_events(
     scaler = run.precision.scaler()  # loss scaling for fp16; plain steps otherwise
     stopped = preview.read(command)  # a STOP answered to Started ends before any step
 
-    step, guard = run.step, _LossGuard(net, optimizer, run.step)
     clip = _GradClip(config.grad_clip, device, run.grad_norms)
+    step, guard = run.step, _LossGuard(net, optimizer, clip, run.step)
     t0 = clock() - run.elapsed
     last_report = clock()
     losses: list[torch.Tensor] = []
@@ -293,9 +293,9 @@ def train_events(
                     f"{guard.good['step']} were kept. Lower the learning rate "
                     f"(lr={config.lr}) or check the image for extreme values."
                 )
-                step, reason = guard.restore(net, optimizer), StopReason.DIVERGED
+                step, reason = guard.restore(), StopReason.DIVERGED
                 break
-            guard.accept(mean_losses[0], net, optimizer, step)
+            guard.accept(mean_losses[0], step)
             final_loss = mean_losses[0]
             rate = (step - report_step) / max(now - last_report, 1e-9)
             report_step, last_report = step, now
@@ -407,10 +407,15 @@ class _LossGuard:
     """The weights to fall back on when the loss diverges (NaN/inf, or a jump to
     `LOSS_JUMP` times the median of the recent reports). A report's losses come
     from the weights of the report before, so a snapshot becomes ``good`` only
-    once the next report's loss is healthy (within `LOSS_HEALTHY` times it)."""
+    once the next report's loss is healthy (within `LOSS_HEALTHY` times it).
+    The gradient clipper's window is kept and restored with them, so a
+    continued run does not clip against the norms of the diverging steps."""
 
-    def __init__(self, net: UNet, optimizer: torch.optim.Optimizer, step: int) -> None:
-        self.good = _snapshot(net, optimizer, step)
+    def __init__(
+        self, net: UNet, optimizer: torch.optim.Optimizer, clip: _GradClip, step: int
+    ) -> None:
+        self.net, self.optimizer, self.clip = net, optimizer, clip
+        self.good = self._snapshot(step)
         self.pending: dict[str, Any] | None = self.good
         self.recent: collections.deque[float] = collections.deque(maxlen=LOSS_WINDOW)
 
@@ -426,7 +431,7 @@ class _LossGuard:
             return f"The loss became {loss:.4g} at step {step}"
         return None
 
-    def accept(self, loss: float, net: UNet, optimizer: torch.optim.Optimizer, step: int) -> None:
+    def accept(self, loss: float, step: int) -> None:
         """Record a report's loss; snapshot the weights when it is healthy. An
         unhealthy one condemns `pending`'s weights: a breaking run alternates
         healthy and high losses before the jump (the fp32 3D phantom at step
@@ -434,14 +439,26 @@ class _LossGuard:
         healthy = loss <= LOSS_HEALTHY * self._level()
         if healthy and self.pending is not None:  # it vouches for `pending`'s weights
             self.good = self.pending
-        self.pending = _snapshot(net, optimizer, step) if healthy else None
+        self.pending = self._snapshot(step) if healthy else None
         self.recent.append(loss)
 
-    def restore(self, net: UNet, optimizer: torch.optim.Optimizer) -> int:
-        """Put the good weights and optimizer state back; returns their step."""
-        net.load_state_dict(self.good["net"])
-        optimizer.load_state_dict(self.good["optimizer"])
+    def restore(self) -> int:
+        """Put the good weights, optimizer state and clipper window back;
+        returns their step."""
+        self.net.load_state_dict(self.good["net"])
+        self.optimizer.load_state_dict(self.good["optimizer"])
+        self.clip.norms.copy_(self.good["clip"][0])
+        self.clip.count = self.good["clip"][1]
         return self.good["step"]
+
+    def _snapshot(self, step: int) -> dict[str, Any]:
+        """Copies of the weights, optimizer state and clipper window."""
+        return {
+            "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "clip": (self.clip.norms.clone(), self.clip.count),
+            "step": step,
+        }
 
 
 class _GradClip:
@@ -506,15 +523,6 @@ class _Previews:
             return False
         self.last = clock()
         return True
-
-
-def _snapshot(net: UNet, optimizer: torch.optim.Optimizer, step: int) -> dict[str, Any]:
-    """Copies of the weights and optimizer state, to fall back on."""
-    return {
-        "net": {k: v.detach().clone() for k, v in net.state_dict().items()},
-        "optimizer": copy.deepcopy(optimizer.state_dict()),
-        "step": step,
-    }
 
 
 def _remaining(step: int, elapsed: float, rate: float, config: TrainConfig,
