@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from napari_b2u.api import STOP, Done, Model, Step, TrainConfig, denoise_files, load_model, train
 from napari_b2u.core import UNet, global_mapper, global_masker
 from napari_b2u.engine import train_events
-from napari_b2u.engine.inference import denoise_plane
+from napari_b2u.engine.inference import denoise_plane, denoise_tiled
 
 from .utils import TINY, smooth_image
 
@@ -392,6 +392,29 @@ def test_blind_tiles_at_the_far_edge_match_the_untiled_plane(trained_model, shap
         tiled = trained_model.denoise(image, mode=mode, tile_size=64, tile_overlap=32)
         worst[mode] = np.abs(tiled - whole).max() / whole.std()
     assert worst["blind"] < 2 * worst["visible"], worst
+
+
+@pytest.mark.parametrize("dims, shape, tile", [(2, (65, 40), (32, 32)), (3, (6, 37, 40), (4, 16, 16))])
+def test_every_tile_is_padded_as_its_plane(monkeypatch, dims, shape, tile):
+    # A far-end tile one grid step long can hold fewer pixels of data than its pad
+    # (1 of 32 here): it could not be reflected as its plane is, unless lengthened.
+    import napari_b2u.engine.inference as inference
+    from napari_b2u.core.unet import pad_mode
+
+    net = UNet(1, features=4, depth=5 if dims == 2 else 4, dims=dims, z_pool=2 * (dims == 3))
+    plane = np.random.default_rng(0).normal(size=(1, *shape)).astype(np.float32)
+    modes, real = [], inference.pad_reflect
+
+    def recording(x, *pads, mode=None):
+        modes.append(mode if mode == "replicate" else pad_mode(*x.shape[2:], *pads))
+        return real(x, *pads, mode=mode)
+
+    monkeypatch.setattr(inference, "pad_reflect", recording)
+    out = denoise_tiled(
+        net.eval(), plane, mode="blind", cell=2, lam=20.0, tile=tile,
+        overlap=(0,) * dims, device=torch.device("cpu"),
+    )  # fmt: skip
+    assert out.shape == plane.shape and modes and set(modes) == {"reflect"}
 
 
 @settings(

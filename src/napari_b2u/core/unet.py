@@ -133,6 +133,8 @@ def pad_reflect(x: torch.Tensor, *pads: int, mode: str | None = None) -> torch.T
     """Pad the far end of each spatial axis of ``(N, C, ...)`` by ``pads``
     (one per spatial axis, in order), by `pad_mode`; ``mode="replicate"``
     replicates even where ``x`` could be reflected."""
+    if mode not in (None, "reflect", "replicate"):
+        raise ValueError(f"mode must be 'reflect' or 'replicate', got {mode!r}")
     spatial = x.shape[2:]
     flat: list[int] = []
     for p in reversed(pads):  # F.pad takes the last axis first

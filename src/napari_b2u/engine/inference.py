@@ -231,6 +231,9 @@ def denoise_tiled(
     if all(s <= t for s, t in zip(spatial, tile)):
         return run(plane)
     tile = tuple(t - t % m for t, m in zip(tile, ms))
+    # The tile at the far end holds t - pad pixels of data: reflecting its pad, as the
+    # plane's, needs more than pad of them (a tile of one grid step may hold fewer).
+    tile = tuple(t + m if t <= 2 * (n - s) else t for t, m, s, n in zip(tile, ms, spatial, size))
     overlap = tuple(min(-(-o // m) * m, t - m) for o, t, m in zip(overlap, tile, ms))
     out = np.zeros(plane.shape, dtype=np.float32)
     weight = np.zeros(spatial, dtype=np.float32)
