@@ -2,7 +2,7 @@
 measured matmul peak *of the precision each runs in* (fp32 and bf16),
 inference throughput, the self-ensemble's cost, 3D steps, and peak memory.
 
-    python -m benchmarks.speed [--threads 2] [--quick] [--tag speed]
+    python -m benchmarks.speed [--threads 2] [--quick] [--precisions fp32,bf16] [--tag speed]
 
 Writes benchmarks/results/<date>-<host>-<tag>.{json,md}. Run it on an idle
 machine: every figure is wall-clock.
@@ -183,9 +183,10 @@ def main(argv=None) -> None:
                         help="comma-separated, of fp32,bf16: runs in these only (bf16 without "
                              "AVX512-BF16 or AMX is emulated, and 3D steps then take minutes)")  # fmt: skip
     args = parser.parse_args(argv)
-    precisions = tuple(p for p in PRECISIONS if p in args.precisions.split(","))
-    if not precisions:
-        parser.error(f"--precisions: give one or more of {','.join(PRECISIONS)}")
+    asked = {p.strip() for p in args.precisions.split(",") if p.strip()}
+    if not asked or asked - set(PRECISIONS):
+        parser.error(f"--precisions: give one or more of {','.join(PRECISIONS)}, got {args.precisions!r}")
+    precisions = tuple(p for p in PRECISIONS if p in asked)
     torch.set_num_threads(args.threads)
     base = TrainConfig()
     report = {"threads": args.threads, "torch": torch.__version__, "host": socket.gethostname(),
