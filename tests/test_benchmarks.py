@@ -10,7 +10,9 @@ import pytest
 pytest.importorskip("bm3d")
 pytest.importorskip("matplotlib")
 
-from benchmarks import quality, summary, verdict  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks import quality, speed, summary, verdict  # noqa: E402
 from benchmarks.data import SHARED, add_noise, load_cases  # noqa: E402
 
 
@@ -164,3 +166,14 @@ def test_trajectory_scores_copies_along_one_run_and_restores_adam(tmp_path, monk
     assert all(np.isfinite([r["psnr_visible"], r["psnr_blind"], r["gap"]]).all() for r in rows)
     # the copies differ: scores change along the run
     assert len({r["psnr_visible"] for r in rows}) == 3
+
+
+def test_matmul_peak_times_a_slow_dtype_on_smaller_matrices(monkeypatch):
+    shapes = []
+    randn = torch.randn
+    monkeypatch.setattr(torch, "randn", lambda *size, **kw: shapes.append(size) or randn(*size, **kw))
+    assert speed.matmul_peak(torch.float32, size=1024, repeats=1, budget_s=0.0) > 0
+    assert set(shapes) == {(256, 256)}  # the first size already takes more than no budget
+    shapes.clear()
+    assert speed.matmul_peak(torch.float32, size=512, repeats=1, budget_s=1e9) > 0
+    assert shapes[-1] == (512, 512)  # grows to the size asked for, not past it
