@@ -163,3 +163,31 @@ def test_inference_feeds_the_network_in_its_weight_layout(precision):
         out = predict(net, y, mode, cell=2, lam=20.0, precision=Precision(precision, "cpu"))
         assert out.dtype == torch.float32
     assert layouts and all(layouts)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_input_skip_joins_the_decoder_in_its_dtype_and_layout(dims, precision):
+    """Under autocast the fp32 input skip made `torch.cat` promote the last
+    decoder's 33-channel input to fp32, and its ambiguous one-channel layout
+    made it plain, so the next convolution cast and reordered it, forward and
+    backward: 20 % of a bf16 training step (benchmarks/speed.py)."""
+    from napari_b2u.core import UNet
+    from napari_b2u.engine.device import memory_format
+
+    net = UNet(1, features=4, depth=2, dims=dims, z_pool=1 if dims == 3 else 0)
+    net.to(memory_format=memory_format(net))
+    x = torch.randn(2, 1, *((4,) if dims == 3 else ()), 16, 16)
+    seen = []
+    net.up[-1].register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    with Precision(precision, "cpu").autocast():
+        out = net(x)
+    out.float().sum().backward()  # the backward through the cast input still works
+    (joined,) = seen
+    assert joined.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+    assert joined.stride(1) == 1 and joined.is_contiguous(memory_format=memory_format(net))
+    plain = UNet(1, features=4, depth=2, dims=dims, z_pool=1 if dims == 3 else 0)
+    plain.load_state_dict(net.state_dict())
+    with Precision(precision, "cpu").autocast():
+        expected = plain(x)  # the plain layout takes no shortcut: the same values
+    torch.testing.assert_close(out, expected, atol=1e-2 if precision == "bf16" else 1e-5, rtol=1e-2)
