@@ -127,12 +127,12 @@ def _like(skip: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     cast back to bf16 by the next convolution, forward and backward. And a
     one-channel tensor is contiguous in both layouts, so `torch.cat` read it
     as the plain one and each convolution of the result reordered it. The
-    two cost 20 % of a default bf16 training step on an AVX512-BF16 CPU
-    (benchmarks/speed.py); the convolution casts to bf16 either way, so the
-    values are the same.
+    fix made a default bf16 training step on an AVX512-BF16 CPU 12 % faster
+    (0.059 -> 0.052 s, benchmarks/speed.py); the convolution casts to bf16
+    either way, so the values are the same.
     """
     skip = skip.to(x.dtype)
-    if x.shape[1] > 1 and x.stride(1) == 1 and skip.stride(1) != 1 and x.dim() in (4, 5):
+    if x.shape[1] > 1 and x.stride(1) == 1 and skip.stride(1) != 1:
         return skip.clone(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
     return skip
 
