@@ -3,6 +3,7 @@ measured matmul peak *of the precision each runs in* (fp32 and bf16),
 inference throughput, the self-ensemble's cost, 3D steps, and peak memory.
 
     python -m benchmarks.speed [--threads 2] [--quick] [--precisions fp32,bf16] [--tag speed]
+    python -m benchmarks.speed --interleaved 4 --tag ...   # the default step only, 4 timings each in turn (JSON only)
 
 Writes benchmarks/results/<date>-<host>-<tag>.{json,md}. Run it on an idle
 machine: every figure is wall-clock.
@@ -104,6 +105,20 @@ def training_step(config: TrainConfig, precision: str, steps: int = 20, layout=N
     }
 
 
+def interleaved(config: TrainConfig, rounds: int, steps: int = 40) -> dict:
+    """The bf16/fp32 ratio of ``config``'s training step, from ``rounds``
+    timings of each precision taken in turn (a single timing on a shared
+    virtual machine varies by 20 % and more between runs): medians, and each
+    timing."""
+    timings = {p: [] for p in PRECISIONS}
+    for _ in range(rounds):
+        for p in PRECISIONS:
+            timings[p].append(training_step(config, p, steps=steps)["s_per_step"])
+    median = {p: float(np.median(t)) for p, t in timings.items()}
+    return {"rounds": rounds, "steps": steps, "s_per_step": timings, "median_s_per_step": median,
+            "bf16_vs_fp32": round(median["fp32"] / median["bf16"], 3)}  # fmt: skip
+
+
 def inference(size: int, mode: str, config: TrainConfig, precision: str, ensemble: bool = False) -> dict:
     """Seconds to denoise one ``size`` x ``size`` plane (default tiling)."""
     from napari_b2u.engine.inference import denoise_ensemble
@@ -192,6 +207,8 @@ def main(argv=None) -> None:
     parser.add_argument("--precisions", default=",".join(PRECISIONS),
                         help="comma-separated, of fp32,bf16: runs in these only (bf16 without "
                              "AVX512-BF16 or AMX is emulated, and 3D steps then take minutes)")  # fmt: skip
+    parser.add_argument("--interleaved", type=int, default=0, metavar="ROUNDS",
+                        help="only time the default training step, ROUNDS times per precision in turn")  # fmt: skip
     args = parser.parse_args(argv)
     asked = {p.strip() for p in args.precisions.split(",") if p.strip()}
     if not asked or asked - set(PRECISIONS):
@@ -199,6 +216,15 @@ def main(argv=None) -> None:
     precisions = tuple(p for p in PRECISIONS if p in asked)
     torch.set_num_threads(args.threads)
     base = TrainConfig()
+    stem = RESULTS / f"{datetime.date.today()}-{socket.gethostname()}-{args.tag}"
+    command = "python -m benchmarks.speed " + " ".join(argv or sys.argv[1:])
+    if args.interleaved:
+        report = {"command": command, "cpu": cpu_model(), "torch": torch.__version__, "threads": args.threads,
+                  "interleaved": interleaved(base, args.interleaved)}  # fmt: skip
+        RESULTS.mkdir(exist_ok=True)
+        stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+        print(json.dumps(report["interleaved"]))
+        return
     report = {"threads": args.threads, "torch": torch.__version__, "host": socket.gethostname(),
               "cpu": cpu_model(), "bf16_instructions": cpu_has_bf16_instructions(),
               "probe_speedup": {t: round(cpu_bf16_speedup(t), 2) for t in TASKS},
@@ -225,8 +251,7 @@ def main(argv=None) -> None:
                                 peak_rss("200x512x512", "visible", Path(tmp)),
                                 peak_rss("64x1024x1024", "visible", Path(tmp), dims=3)]  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"{datetime.date.today()}-{socket.gethostname()}-{args.tag}"
-    report["command"] = "python -m benchmarks.speed " + " ".join(argv or sys.argv[1:])
+    report["command"] = command
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     md = f"# speed\n\nCommand: `{report['command']}`; torch {report['torch']}, {args.threads} threads, CPU {report['cpu']}.\n\n{table(report)}\n"
     stem.with_suffix(".md").write_text(md)

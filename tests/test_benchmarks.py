@@ -177,3 +177,18 @@ def test_matmul_peak_times_a_slow_dtype_on_smaller_matrices(monkeypatch):
     shapes.clear()
     assert speed.matmul_peak(torch.float32, size=512, repeats=1, budget_s=1e9) > 0
     assert shapes[-1] == (512, 512)  # grows to the size asked for, not past it
+
+
+def test_interleaved_takes_the_precisions_in_turn_and_compares_medians(monkeypatch):
+    order = []
+    seconds = iter([0.10, 0.05, 0.30, 0.06, 0.12, 0.04])  # fp32, bf16, fp32, ...: one fp32 outlier
+
+    def fake(config, precision, steps):
+        order.append(precision)
+        return {"s_per_step": next(seconds)}
+
+    monkeypatch.setattr(speed, "training_step", fake)
+    result = speed.interleaved(speed.TrainConfig(), rounds=3)
+    assert order == ["fp32", "bf16"] * 3
+    assert result["median_s_per_step"] == {"fp32": 0.12, "bf16": 0.05}
+    assert result["bf16_vs_fp32"] == 2.4  # medians: the 0.30 outlier does not count

@@ -171,7 +171,7 @@ def test_the_input_skip_joins_the_decoder_in_its_dtype_and_layout(dims, precisio
     """Under autocast the fp32 input skip made `torch.cat` promote the last
     decoder's 33-channel input to fp32, and its ambiguous one-channel layout
     made it plain, so the next convolution cast and reordered it, forward and
-    backward: removing that made a bf16 training step 12 % faster."""
+    backward: removing that made a bf16 training step 7 % faster."""
     from napari_b2u.core import UNet
     from napari_b2u.engine.device import memory_format
 

@@ -127,8 +127,8 @@ def _like(skip: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     cast back to bf16 by the next convolution, forward and backward. And a
     one-channel tensor is contiguous in both layouts, so `torch.cat` read it
     as the plain one and each convolution of the result reordered it. The
-    fix made a default bf16 training step on an AVX512-BF16 CPU 12 % faster
-    (0.059 -> 0.052 s, benchmarks/speed.py); the convolution casts to bf16
+    fix made a default bf16 training step on an AVX512-BF16 CPU 7 % faster
+    (0.0544 -> 0.0507 s, ``benchmarks.speed --interleaved``); the convolution casts to bf16
     either way, so the values are the same.
     """
     skip = skip.to(x.dtype)
