@@ -9,8 +9,42 @@ from torch import nn
 
 
 def _conv(cin: int, cout: int, dims: int) -> nn.Sequential:
-    conv = nn.Conv2d if dims == 2 else nn.Conv3d
+    conv = nn.Conv2d if dims == 2 else _Conv3d
     return nn.Sequential(conv(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
+
+
+def convolve(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int = 1) -> torch.Tensor:
+    """`F.conv2d` or `F.conv3d`; but a volume of two slices trained under CPU
+    bf16 autocast is convolved in fp32.
+
+    oneDNN's bf16 weight gradient of a 3x3x3 convolution over two slices is
+    wrong (torch 2.13 on an AVX512-BF16 CPU: relative error about 1 in every
+    trial, at times inf; one, three or more slices, fp32 and the gradient of
+    the input are right). Forward passes, without a gradient, keep bf16.
+    """
+    if x.dim() == 4:
+        return F.conv2d(x, weight, bias, padding=padding)
+    if x.shape[2] == 2 and weight.shape[2] > 1 and x.device.type == "cpu" and _training_in_cpu_bf16():
+        with torch.autocast("cpu", enabled=False):
+            b = None if bias is None else bias.float()
+            return F.conv3d(x.float(), weight.float(), b, padding=padding).to(torch.bfloat16)
+    return F.conv3d(x, weight, bias, padding=padding)
+
+
+def _training_in_cpu_bf16() -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    try:
+        return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled() and torch.get_autocast_cpu_dtype() == torch.bfloat16
+
+
+class _Conv3d(nn.Conv3d):
+    """`nn.Conv3d` (same parameters and state dict) through `convolve`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return convolve(x, self.weight, self.bias, self.padding[0])
 
 
 class UNet(nn.Module):
