@@ -8,9 +8,8 @@ both precisions, once per process and task (training, inference), and bf16
 is picked only where it runs at least `MIN_SPEEDUP` times faster. The
 instruction set alone does not tell: ``benchmarks/speed.py`` measured bf16
 training 2.1x faster than fp32 on a Xeon with AMX, 1.5x on an AMD EPYC with
-AVX512-BF16 (1.9x since the UNet's input skip stopped promoting its
-last decoder to fp32), and 0.7x (slower) on a Xeon whose AMX the virtual machine
-hides. Without bf16 instructions bf16 is emulated: fp32, no probe.
+AVX512-BF16 (1.7x in training since the step is timed as training runs
+it), and 0.7x (slower) on a Xeon whose AMX the virtual machine hides. Without bf16 instructions bf16 is emulated: fp32, no probe.
 
 Only the network's passes (and the masker and mapper around them) run under
 autocast; the loss, the optimizer and the master weights stay fp32, and
