@@ -4,6 +4,7 @@ inference throughput, the self-ensemble's cost, 3D steps, and peak memory.
 
     python -m benchmarks.speed [--threads 2] [--quick] [--precisions fp32,bf16] [--tag speed]
     python -m benchmarks.speed --interleaved 4 --tag ...   # the default step only, 4 timings each in turn (JSON only)
+    python -m benchmarks.speed --compile 3 --tag ...       # eager against torch.compile, 3 timings each in turn (JSON only)
 
 Writes benchmarks/results/<date>-<host>-<tag>.{json,md}. Run it on an idle
 machine: every figure is wall-clock.
@@ -69,14 +70,18 @@ def _net(config: TrainConfig, layout: torch.memory_format | None = None) -> UNet
     return net.to(memory_format=layout or memory_format(net))
 
 
-def training_step(config: TrainConfig, precision: str, steps: int = 20, layout=None) -> dict:
+def training_step(config: TrainConfig, precision: str, steps: int = 20, layout=None,
+                  compiled: bool = False) -> dict:  # fmt: skip
     """Seconds per B2U training step in ``precision``, its FLOPs, GFLOP/s.
 
     The step of `train_events`, with its gradient clipping and its allocator
     setting (`keep_memory`: without it each step page-faults its activations
     in again, which cost fp32 more than bf16 and made the bf16/fp32 ratio
-    look larger than training sees); the patch sampler is left out."""
+    look larger than training sees); the patch sampler is left out.
+    ``compiled``: the network through `torch.compile` (its first step, the
+    compilation, is timed apart as ``first_step_s``; FLOPs are not counted)."""
     net = _net(config, layout)
+    forward = torch.compile(net, dynamic=False) if compiled else net
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     shape = (config.patch_yx,) * 2 if config.spatial_dims == 2 else (config.patch_depth, config.patch_yx, config.patch_yx)
     y = torch.randn(config.batch_size, 1, *shape)
@@ -85,7 +90,7 @@ def training_step(config: TrainConfig, precision: str, steps: int = 20, layout=N
     clip = _GradClip(config.grad_clip, torch.device("cpu"))
 
     def step():
-        loss, _, _ = b2u_forward(net, y, 2.0, config, prec)
+        loss, _, _ = b2u_forward(forward, y, 2.0, config, prec)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
@@ -94,15 +99,21 @@ def training_step(config: TrainConfig, precision: str, steps: int = 20, layout=N
         scaler.update()
 
     with keep_memory():
-        with FlopCounterMode(display=False) as counter:
+        t0 = time.perf_counter()
+        if compiled:
             step()
+            flops = 0
+        else:
+            with FlopCounterMode(display=False) as counter:
+                step()
+            flops = counter.get_total_flops()
+        first = time.perf_counter() - t0
         for _ in range(3):
             step()
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
         sec = (time.perf_counter() - t0) / steps
-    flops = counter.get_total_flops()
     keys = ("cell", "net_depth", "features", "patch_yx", "patch_depth", "batch_size", "spatial_dims", "mask_z")
     return {
         "config": {k: getattr(config, k) for k in keys},
@@ -112,6 +123,7 @@ def training_step(config: TrainConfig, precision: str, steps: int = 20, layout=N
         "steps_per_s": round(1 / sec, 2),
         "gflop_per_step": round(flops / 1e9, 2),
         "gflops": round(flops / sec / 1e9, 1),
+        "first_step_s": round(first, 2),
     }
 
 
@@ -127,6 +139,51 @@ def interleaved(config: TrainConfig, rounds: int, steps: int = 40) -> dict:
     median = {p: float(np.median(t)) for p, t in timings.items()}
     return {"rounds": rounds, "steps": steps, "s_per_step": timings, "median_s_per_step": median,
             "bf16_vs_fp32": round(median["fp32"] / median["bf16"], 3)}  # fmt: skip
+
+
+def compile_rounds(config: TrainConfig, precisions, rounds: int, size: int = 512) -> dict:
+    """Eager against `torch.compile` (inductor; for inference with its
+    ``freezing``, which folds the weights in and fuses each convolution with
+    its activation), in turn ``rounds`` times: the default training step and
+    one `visible` network pass on a ``size``² plane, seconds, and the seconds
+    of the first compiled call (the compilation, once per input shape). Both
+    inside `keep_memory`: outside it the passes' timings depend on how far
+    glibc's mmap threshold has risen, which changes from pass to pass."""
+    import torch._inductor.config as inductor
+
+    out: dict = {"rounds": rounds, "size": size}
+    for p in precisions:
+        runs = {"eager": [], "compiled": []}
+        for _ in range(rounds):
+            for mode in runs:
+                runs[mode].append(training_step(config, p, compiled=mode == "compiled"))
+        out[f"train_{p}"] = {m: [r["s_per_step"] for r in rs] for m, rs in runs.items()}
+        out[f"train_{p}"]["compile_s"] = [r["first_step_s"] for r in runs["compiled"]]
+        prec = Precision(p, "cpu")
+        net = prec.for_inference(_net(config).eval())
+        x = torch.randn(1, 1, size, size).to(next(net.parameters()).dtype, memory_format=memory_format(net))
+        inductor.freezing = True
+        try:
+            with torch.no_grad(), keep_memory():
+                t0 = time.perf_counter()
+                fast = torch.compile(net, dynamic=False)
+                fast(x)
+                compile_s = time.perf_counter() - t0
+                timings = {"eager": [], "compiled": []}
+                for _ in range(rounds):
+                    for mode, f in (("eager", net), ("compiled", fast)):
+                        f(x)
+                        t0 = time.perf_counter()
+                        for _ in range(8):
+                            f(x)
+                        timings[mode].append(round((time.perf_counter() - t0) / 8, 4))
+        finally:
+            inductor.freezing = False
+        out[f"infer_{p}"] = {**timings, "compile_s": round(compile_s, 1)}
+        for task in ("train", "infer"):
+            t = out[f"{task}_{p}"]
+            t["compiled_vs_eager"] = round(float(np.median(t["eager"]) / np.median(t["compiled"])), 3)
+    return out
 
 
 def inference(size: int, mode: str, config: TrainConfig, precision: str, ensemble: bool = False) -> dict:
@@ -219,6 +276,9 @@ def main(argv=None) -> None:
                              "AVX512-BF16 or AMX is emulated, and 3D steps then take minutes)")  # fmt: skip
     parser.add_argument("--interleaved", type=int, default=0, metavar="ROUNDS",
                         help="only time the default training step, ROUNDS times per precision in turn")  # fmt: skip
+    parser.add_argument("--compile", type=int, default=0, metavar="ROUNDS",
+                        help="only time eager against torch.compile (training step, inference pass), "
+                             "ROUNDS times each in turn")  # fmt: skip
     args = parser.parse_args(argv)
     asked = {p.strip() for p in args.precisions.split(",") if p.strip()}
     if not asked or asked - set(PRECISIONS):
@@ -228,12 +288,14 @@ def main(argv=None) -> None:
     base = TrainConfig()
     stem = RESULTS / f"{datetime.date.today()}-{socket.gethostname()}-{args.tag}"
     command = "python -m benchmarks.speed " + " ".join(argv or sys.argv[1:])
-    if args.interleaved:
+    if args.interleaved or args.compile:
+        key, rows = (("interleaved", interleaved(base, args.interleaved)) if args.interleaved
+                     else ("compile", compile_rounds(base, precisions, args.compile)))  # fmt: skip
         report = {"command": command, "cpu": cpu_model(), "torch": torch.__version__, "threads": args.threads,
-                  "interleaved": interleaved(base, args.interleaved)}  # fmt: skip
+                  key: rows}  # fmt: skip
         RESULTS.mkdir(exist_ok=True)
         stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-        print(json.dumps(report["interleaved"]))
+        print(json.dumps(rows))
         return
     report = {"threads": args.threads, "torch": torch.__version__, "host": socket.gethostname(),
               "cpu": cpu_model(), "bf16_instructions": cpu_has_bf16_instructions(),
