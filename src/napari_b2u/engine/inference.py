@@ -236,18 +236,26 @@ def denoise_tiled(
     tile = tuple(t + m if t <= 2 * (n - s) else t for t, m, s, n in zip(tile, ms, spatial, size))
     overlap = tuple(min(-(-o // m) * m, t - m) for o, t, m in zip(overlap, tile, ms))
     out = np.zeros(plane.shape, dtype=np.float32)
-    weight = np.zeros(spatial, dtype=np.float32)
     tile = tuple(min(t, n) for t, n in zip(tile, size))
     starts = [tile_starts(n, t, o) for n, t, o in zip(size, tile, overlap)]
-    for corner in itertools.product(*starts):
-        ramps = [_ramp(t, c, n, o) for t, c, n, o in zip(tile, corner, size, overlap)]
-        # A tile reaching past the data is cut to it: predict pads it after the masker,
-        # as the network pads an untiled plane.
-        box = tuple(slice(c, min(c + t, s)) for c, t, s in zip(corner, tile, spatial))
-        wgt = functools.reduce(np.multiply.outer, [r[: b.stop - b.start] for r, b in zip(ramps, box)])
+    # A tile reaching past the data is cut to it: predict pads it after the masker,
+    # as the network pads an untiled plane.
+    cuts = [[slice(c, min(c + t, s)) for c in axis] for axis, t, s in zip(starts, tile, spatial)]
+    ramps = [[_ramp(t, c, n, o)[: b.stop - b.start] for c, b in zip(axis, bs)]
+             for axis, bs, t, n, o in zip(starts, cuts, tile, size, overlap)]  # fmt: skip
+    for index in itertools.product(*(range(len(axis)) for axis in starts)):
+        box = tuple(bs[i] for bs, i in zip(cuts, index))
+        wgt = functools.reduce(np.multiply.outer, [rs[i] for rs, i in zip(ramps, index)])
         out[(slice(None), *box)] += run(plane[(slice(None), *box)]) * wgt
-        weight[box] += wgt
-    return out / weight
+    # Every tile's weight is the outer product of its ramps along each axis and the
+    # tiles form a grid, so their sum is the outer product of each axis' sum: dividing
+    # by those in place needs no image-sized array of weights, nor a second output.
+    for axis, (bs, rs) in enumerate(zip(cuts, ramps)):
+        total = np.zeros(spatial[axis], dtype=np.float32)
+        for b, r in zip(bs, rs):
+            total[b] += r
+        out /= total.reshape((-1,) + (1,) * (len(spatial) - 1 - axis))
+    return out
 
 
 def denoise_ensemble(
