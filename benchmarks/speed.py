@@ -5,6 +5,7 @@ inference throughput, the self-ensemble's cost, 3D steps, and peak memory.
     python -m benchmarks.speed [--threads 2] [--quick] [--precisions fp32,bf16] [--tag speed]
     python -m benchmarks.speed --interleaved 4 --tag ...   # the default step only, 4 timings each in turn (JSON only)
     python -m benchmarks.speed --compile 3 --tag ...       # eager against torch.compile, 3 timings each in turn (JSON only)
+    python -m benchmarks.speed --memory-only --tag ...     # only the peak-memory rows (JSON only)
 
 Writes benchmarks/results/<date>-<host>-<tag>.{json,md}. Run it on an idle
 machine: every figure is wall-clock.
@@ -206,6 +207,16 @@ _RSS_SCRIPT = """
 import resource, sys, numpy as np
 from napari_b2u.api import Model, TrainConfig
 from napari_b2u.core import UNet
+
+def peak_mb():
+    # VmHWM is this process's own peak; ru_maxrss is not: Linux carries it across
+    # fork and exec, so a child starts at its parent's (the benchmark's) peak.
+    try:
+        with open('/proc/self/status') as f:
+            return next(int(l.split()[1]) for l in f if l.startswith('VmHWM:')) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 shape = tuple(int(s) for s in sys.argv[1].split('x'))
 image = np.lib.format.open_memmap(sys.argv[2], mode='w+', dtype=np.uint16, shape=shape)
 image[:] = 1000
@@ -215,14 +226,17 @@ dims = int(sys.argv[4])
 net = UNet(1, features=16, depth=4, dims=dims, z_pool=1 if dims == 3 else 0)
 config = TrainConfig(spatial_dims=dims)
 model = Model(net, config, np.array([1000.0]), np.array([100.0]))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_mb()
 out = model.denoise(image, axes='ZYX' if dims == 3 else None, mode=sys.argv[3], device='cpu')
-print(before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(before, peak_mb())
 """
 
 
 def peak_rss(shape: str, mode: str, tmp: Path, dims: int = 2) -> dict:
-    """Peak RSS (MB) of denoising a memory-mapped uint16 image in a fresh process."""
+    """Peak RSS (MB) of denoising a memory-mapped uint16 image in a fresh process
+    (its own: ``VmHWM``, where Linux has it; until 2026-12-07 ``ru_maxrss``,
+    which a child inherits from its parent, so rows below the benchmark
+    process's own peak read that peak)."""
     path = tmp / f"rss-{shape}.npy"
     t0 = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, shape, str(path), mode, str(dims)],
@@ -231,6 +245,11 @@ def peak_rss(shape: str, mode: str, tmp: Path, dims: int = 2) -> dict:
     before, after = (float(v) for v in result.stdout.split())
     return {"shape": shape, "mode": mode, "spatial_dims": dims, "peak_rss_mb": round(after),
             "rss_before_mb": round(before), "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+
+
+def memory_rows(tmp: Path) -> list[dict]:
+    return [peak_rss("4096x4096", "weighted", tmp), peak_rss("4096x4096", "visible", tmp),
+            peak_rss("200x512x512", "visible", tmp), peak_rss("64x1024x1024", "visible", tmp, dims=3)]  # fmt: skip
 
 
 def table(report: dict) -> str:
@@ -276,6 +295,7 @@ def main(argv=None) -> None:
                              "AVX512-BF16 or AMX is emulated, and 3D steps then take minutes)")  # fmt: skip
     parser.add_argument("--interleaved", type=int, default=0, metavar="ROUNDS",
                         help="only time the default training step, ROUNDS times per precision in turn")  # fmt: skip
+    parser.add_argument("--memory-only", action="store_true", help="only the peak-memory runs")
     parser.add_argument("--compile", type=int, default=0, metavar="ROUNDS",
                         help="only time eager against torch.compile (training step, inference pass), "
                              "ROUNDS times each in turn")  # fmt: skip
@@ -288,6 +308,14 @@ def main(argv=None) -> None:
     base = TrainConfig()
     stem = RESULTS / f"{datetime.date.today()}-{socket.gethostname()}-{args.tag}"
     command = "python -m benchmarks.speed " + " ".join(argv or sys.argv[1:])
+    if args.memory_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = {"command": command, "cpu": cpu_model(), "torch": torch.__version__,
+                      "threads": args.threads, "memory": memory_rows(Path(tmp))}  # fmt: skip
+        RESULTS.mkdir(exist_ok=True)
+        stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+        print(json.dumps(report["memory"]))
+        return
     if args.interleaved or args.compile:
         key, rows = (("interleaved", interleaved(base, args.interleaved)) if args.interleaved
                      else ("compile", compile_rounds(base, precisions, args.compile)))  # fmt: skip
@@ -319,9 +347,7 @@ def main(argv=None) -> None:
     report["inference"] += [inference(4096, "visible", base, p) for p in precisions]
     if not args.quick:
         with tempfile.TemporaryDirectory() as tmp:
-            report["memory"] = [peak_rss("4096x4096", "weighted", Path(tmp)),
-                                peak_rss("200x512x512", "visible", Path(tmp)),
-                                peak_rss("64x1024x1024", "visible", Path(tmp), dims=3)]  # fmt: skip
+            report["memory"] = memory_rows(Path(tmp))
     RESULTS.mkdir(exist_ok=True)
     report["command"] = command
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))

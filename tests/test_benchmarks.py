@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,13 @@ def test_interleaved_takes_the_precisions_in_turn_and_compares_medians(monkeypat
     assert order == ["fp32", "bf16"] * 3
     assert result["median_s_per_step"] == {"fp32": 0.12, "bf16": 0.05}
     assert result["bf16_vs_fp32"] == 2.4  # medians: the 0.30 outlier does not count
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
+def test_peak_rss_is_the_child_processes_own(tmp_path):
+    # Linux carries ru_maxrss across fork and exec: a child read its parent's peak,
+    # so every row below the benchmark process's own peak read that peak.
+    ballast = np.ones(2**27)  # 1 GiB, touched, in this (the parent) process
+    row = speed.peak_rss("64x64", "visible", tmp_path)
+    assert ballast.sum() > 0
+    assert row["rss_before_mb"] <= row["peak_rss_mb"] < 900
