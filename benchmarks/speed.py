@@ -188,8 +188,9 @@ def compile_rounds(config: TrainConfig, precisions, rounds: int, size: int = 512
 
 
 def inference(size: int, mode: str, config: TrainConfig, precision: str, ensemble: bool = False) -> dict:
-    """Seconds to denoise one ``size`` x ``size`` plane (default tiling)."""
-    from napari_b2u.engine.inference import denoise_ensemble
+    """Seconds to denoise one ``size`` x ``size`` plane (default tiling), in the
+    allocator setting `Model.denoise` runs a stack in."""
+    from napari_b2u.engine.inference import INFERENCE_MMAP_ABOVE, denoise_ensemble
 
     prec = Precision(precision, "cpu")
     net = prec.for_inference(_net(config).eval())  # as Model.denoise runs it
@@ -197,7 +198,8 @@ def inference(size: int, mode: str, config: TrainConfig, precision: str, ensembl
     kwargs = dict(mode=mode, cell=config.cell, lam=20, device=torch.device("cpu"), precision=prec)
     denoise_ensemble(net, x[:, :64, :64], **kwargs)
     t0 = time.perf_counter()
-    denoise_ensemble(net, x, ensemble=ensemble, **kwargs)
+    with keep_memory(INFERENCE_MMAP_ABOVE[2]):
+        denoise_ensemble(net, x, ensemble=ensemble, **kwargs)
     sec = time.perf_counter() - t0
     return {"size": size, "mode": mode, "precision": precision, "ensemble": ensemble,
             "seconds": round(sec, 3), "mpx_per_s": round(size * size / sec / 1e6, 3)}  # fmt: skip

@@ -328,9 +328,67 @@ def test_generator_closed_mid_run_restores_memory_settings():
 
     gen = train_events(smooth_image((40, 40)), config=TrainConfig(**{**FAST, "steps": 10_000}))
     next(gen), next(gen)
-    assert malloc._users >= 1 or malloc._libc() is None
+    assert malloc.active() >= 1 or malloc._libc() is None
     gen.close()
-    assert malloc._users == 0
+    assert malloc.active() == 0
+
+
+class _RecordingLibc:
+    def __init__(self):
+        self.settings, self.trims = {}, 0
+
+    def mallopt(self, option, value):
+        self.settings[option] = value
+
+    def malloc_trim(self, pad):
+        self.trims += 1
+
+
+def test_memory_settings_give_each_context_the_most_any_asks(monkeypatch):
+    import napari_b2u.engine._malloc as malloc
+
+    libc = _RecordingLibc()
+    monkeypatch.setattr(malloc, "_libc", lambda: libc)
+    monkeypatch.setattr(malloc, "_threshold_set", False)
+    mb = 2**20
+    with malloc.keep_memory(mmap_above=64 * mb):  # inference
+        assert libc.settings[malloc._M_MMAP_THRESHOLD] == 64 * mb
+        assert libc.settings[malloc._M_TRIM_THRESHOLD] == 128 * mb
+        assert libc.settings[malloc._M_MMAP_MAX] == 65536
+        with malloc.keep_memory():  # training beside it keeps every block
+            assert libc.settings[malloc._M_MMAP_MAX] == 0
+            with malloc.keep_memory(mmap_above=256 * mb):
+                assert libc.settings[malloc._M_MMAP_MAX] == 0
+            assert libc.settings[malloc._M_TRIM_THRESHOLD] == 2**30
+        assert libc.settings[malloc._M_MMAP_MAX] == 65536  # back to the inference setting
+        assert libc.settings[malloc._M_MMAP_THRESHOLD] == 64 * mb and libc.trims == 0
+    assert malloc.active() == 0 and libc.trims == 1
+    assert libc.settings[malloc._M_TRIM_THRESHOLD] == 128 * 1024
+    assert libc.settings[malloc._M_MMAP_THRESHOLD] == malloc._DYNAMIC_MMAP_CEILING
+
+
+def test_inference_on_the_cpu_keeps_tile_memory_until_the_stack_is_done(monkeypatch, trained_model):
+    import napari_b2u.engine._malloc as malloc
+    import napari_b2u.engine.inference as inference
+
+    if malloc._libc() is None:
+        pytest.skip("no glibc: keep_memory is a no-op")
+    inside, real = [], inference.denoise_ensemble
+
+    def recording(*args, **kwargs):
+        inside.append(dict(malloc._users))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "denoise_ensemble", recording)
+    stack = np.random.default_rng(0).normal(100, 20, (3, 40, 40)).astype(np.float32)
+    gen = trained_model.iter_denoise(trained_model.planes(stack, "ZYX"))
+    next(gen)
+    assert malloc.active() == 1
+    gen.close()  # stopped mid-stack: the settings are restored
+    assert malloc.active() == 0
+    trained_model.denoise(stack)
+    assert len(inside) == 4 and all(u == {inference.INFERENCE_MMAP_ABOVE[2]: 1} for u in inside)
+    assert malloc.active() == 0
 
 
 def test_the_training_probe_keeps_memory_as_training_does(monkeypatch):
@@ -344,13 +402,13 @@ def test_the_training_probe_keeps_memory_as_training_does(monkeypatch):
     if malloc._libc() is None:
         pytest.skip("no glibc: keep_memory is a no-op")
     inside = []
-    monkeypatch.setattr(precision, "_train_pass", lambda *a: inside.append(malloc._users))
+    monkeypatch.setattr(precision, "_train_pass", lambda *a: inside.append(malloc.active()))
     precision._measured_speedup.cache_clear()
     try:
         precision._measured_speedup("train", torch.get_num_threads())
     finally:
         precision._measured_speedup.cache_clear()
-    assert inside and all(u >= 1 for u in inside) and malloc._users == 0
+    assert inside and all(u >= 1 for u in inside) and malloc.active() == 0
 
 
 # ---------------------------------------------------------------- properties
@@ -495,3 +553,4 @@ def test_loaded_pickle_never_runs(tmp_path):
     with pytest.raises(ValueError):
         load_model(tmp_path / "m.safetensors")
     assert not marker.exists()
+
