@@ -79,8 +79,12 @@ def predict(
         if mode == "visible":
             return run(y)
         volume, masks = global_masker(y, cell, planar=planar)
-        # One image's K copies at a time keeps the peak at K, not N*K, activations.
-        out = torch.cat([run(chunk) for chunk in volume.split(copies(y, cell, planar))])
+        # On the CPU one masked copy at a time: a copy's activations are 1/K of the
+        # K copies' and stay under INFERENCE_MMAP_ABOVE, so they are reused (4096²
+        # `weighted`: 26.9 -> 19.5 s, peak 816 -> 530 MB). Elsewhere one image's K
+        # copies at a time (not N*K).
+        chunk = 1 if y.device.type == "cpu" else copies(y, cell, planar)
+        out = torch.cat([run(part) for part in volume.split(chunk)])
         visible = run(y) if mode == "weighted" else None
     blind = global_mapper(out, masks.float(), cell, planar=planar)
     if mode == "blind":
