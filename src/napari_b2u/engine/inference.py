@@ -33,7 +33,9 @@ from napari_b2u.engine.precision import Precision
 #: are reused from the heap (`keep_memory`), per spatial dims. In 2D a default
 #: tile's largest activations (512² x 32 channels in fp32: 32 MB) are reused and
 #: the float32 arrays of a 4096² plane (64 MB) are mapped, so they cannot
-#: fragment the heap: 4096² ``visible`` 5.8 -> 3.8 s at the same peak memory.
+#: fragment the heap (4096² fp32 ``visible`` 11.3 -> 7.9 s, peak memory lower:
+#: docs/benchmarks.md). A 3D tile's activations (128 MB in bf16) are as large as
+#: a 64 x 1024² volume's arrays: 256 MB saved 9 % of the time for 200 MB more.
 INFERENCE_MMAP_ABOVE = {2: 64 * 2**20, 3: 64 * 2**20}
 
 
