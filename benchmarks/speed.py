@@ -163,7 +163,7 @@ def compile_rounds(config: TrainConfig, precisions, rounds: int, size: int = 512
         prec = Precision(p, "cpu")
         net = prec.for_inference(_net(config).eval())
         x = torch.randn(1, 1, size, size).to(next(net.parameters()).dtype, memory_format=memory_format(net))
-        inductor.freezing = True
+        freezing, inductor.freezing = inductor.freezing, True
         try:
             with torch.no_grad(), keep_memory():
                 t0 = time.perf_counter()
@@ -179,7 +179,7 @@ def compile_rounds(config: TrainConfig, precisions, rounds: int, size: int = 512
                             f(x)
                         timings[mode].append(round((time.perf_counter() - t0) / 8, 4))
         finally:
-            inductor.freezing = False
+            inductor.freezing = freezing
         out[f"infer_{p}"] = {**timings, "compile_s": round(compile_s, 1)}
         for task in ("train", "infer"):
             t = out[f"{task}_{p}"]
@@ -190,7 +190,8 @@ def compile_rounds(config: TrainConfig, precisions, rounds: int, size: int = 512
 def inference(size: int, mode: str, config: TrainConfig, precision: str, ensemble: bool = False) -> dict:
     """Seconds to denoise one ``size`` x ``size`` plane (default tiling), in the
     allocator setting `Model.denoise` runs a stack in."""
-    from napari_b2u.engine.inference import INFERENCE_MMAP_ABOVE, denoise_ensemble
+    from napari_b2u.engine._malloc import INFERENCE_MMAP_ABOVE
+    from napari_b2u.engine.inference import denoise_ensemble
 
     prec = Precision(precision, "cpu")
     net = prec.for_inference(_net(config).eval())  # as Model.denoise runs it
@@ -198,7 +199,7 @@ def inference(size: int, mode: str, config: TrainConfig, precision: str, ensembl
     kwargs = dict(mode=mode, cell=config.cell, lam=20, device=torch.device("cpu"), precision=prec)
     denoise_ensemble(net, x[:, :64, :64], **kwargs)
     t0 = time.perf_counter()
-    with keep_memory(INFERENCE_MMAP_ABOVE[2]):
+    with keep_memory(INFERENCE_MMAP_ABOVE):
         denoise_ensemble(net, x, ensemble=ensemble, **kwargs)
     sec = time.perf_counter() - t0
     return {"size": size, "mode": mode, "precision": precision, "ensemble": ensemble,

@@ -387,7 +387,7 @@ def test_inference_on_the_cpu_keeps_tile_memory_until_the_stack_is_done(monkeypa
     gen.close()  # stopped mid-stack: the settings are restored
     assert malloc.active() == 0
     trained_model.denoise(stack)
-    assert len(inside) == 4 and all(u == {inference.INFERENCE_MMAP_ABOVE[2]: 1} for u in inside)
+    assert len(inside) == 4 and all(u == {malloc.INFERENCE_MMAP_ABOVE: 1} for u in inside)
     assert malloc.active() == 0
 
 

@@ -24,19 +24,10 @@ from napari_b2u.config import (
 from napari_b2u.core import global_mapper, global_masker
 from napari_b2u.core.masking import copies
 from napari_b2u.core.unet import UNet, pad_mode, pad_reflect
-from napari_b2u.engine._malloc import keep_memory
+from napari_b2u.engine._malloc import INFERENCE_MMAP_ABOVE, keep_memory
 from napari_b2u.engine.data import denormalize, normalize
 from napari_b2u.engine.device import memory_format
 from napari_b2u.engine.precision import Precision
-
-#: Blocks from this size up stay mapped during inference on the CPU, smaller ones
-#: are reused from the heap (`keep_memory`), per spatial dims. In 2D a default
-#: tile's largest activations (512² x 32 channels in fp32: 32 MB) are reused and
-#: the float32 arrays of a 4096² plane (64 MB) are mapped, so they cannot
-#: fragment the heap (4096² fp32 ``visible`` 11.3 -> 7.9 s, peak memory lower:
-#: docs/benchmarks.md). A 3D tile's activations (128 MB in bf16) are as large as
-#: a 64 x 1024² volume's arrays: 256 MB saved 9 % of the time for 200 MB more.
-INFERENCE_MMAP_ABOVE = {2: 64 * 2**20, 3: 64 * 2**20}
 
 
 @torch.inference_mode()
@@ -334,11 +325,12 @@ def iter_denoised_planes(
     """Yield ``(i, plane)`` for each plane (or volume) of a `Planes`, in
     input units, float32, in the input's own axis order.
 
-    On the CPU the tiles' activations are kept in the heap for reuse
-    (`keep_memory` with `INFERENCE_MMAP_ABOVE`) from the first plane to the
-    last, instead of page-faulting them in again for every network pass."""
+    On the CPU, from the first plane to the last, blocks under
+    `INFERENCE_MMAP_ABOVE` are kept in the heap for reuse (`keep_memory`): a
+    2D tile's activations, instead of page-faulting in again for every network
+    pass (a default 3D tile's are larger and stay mapped)."""
     dims = planes.spatial_dims
-    keep = keep_memory(INFERENCE_MMAP_ABOVE[dims]) if device.type == "cpu" else contextlib.nullcontext()
+    keep = keep_memory(INFERENCE_MMAP_ABOVE) if device.type == "cpu" else contextlib.nullcontext()
     with keep:
         for i in range(planes.n):
             if should_stop is not None and should_stop():
