@@ -391,24 +391,28 @@ def test_inference_on_the_cpu_keeps_tile_memory_until_the_stack_is_done(monkeypa
     assert malloc.active() == 0
 
 
-def test_the_training_probe_keeps_memory_as_training_does(monkeypatch):
-    """auto's training probe times its passes inside `keep_memory`, as
-    training runs; outside it each pass page-faulted its activations in, which
-    costs fp32 more than bf16 (the probe read 1.8-1.9x on the AVX512-BF16 EPYC
-    where training makes 1.7x the steps; 1.6-1.7x inside)."""
+@pytest.mark.parametrize("task", ["train", "infer"])
+def test_the_probe_keeps_memory_as_its_task_does(monkeypatch, task):
+    """auto's probe times its passes in the allocator setting of the task it
+    decides for: training's `keep_memory`, inference's ``mmap_above``. Outside
+    it each training pass page-faulted its activations in, which costs fp32
+    more than bf16 (the probe read 1.8-1.9x on the AVX512-BF16 EPYC where
+    training makes 1.7x the steps; 1.6-1.7x inside)."""
     import napari_b2u.engine._malloc as malloc
     from napari_b2u.engine import precision
 
     if malloc._libc() is None:
         pytest.skip("no glibc: keep_memory is a no-op")
     inside = []
-    monkeypatch.setattr(precision, "_train_pass", lambda *a: inside.append(malloc.active()))
+    monkeypatch.setattr(precision, f"_{task}_pass", lambda *a: inside.append(dict(malloc._users)))
     precision._measured_speedup.cache_clear()
     try:
-        precision._measured_speedup("train", torch.get_num_threads())
+        precision._measured_speedup(task, torch.get_num_threads())
     finally:
         precision._measured_speedup.cache_clear()
-    assert inside and all(u >= 1 for u in inside) and malloc.active() == 0
+    setting = None if task == "train" else malloc.INFERENCE_MMAP_ABOVE
+    assert inside and all(sum(u.values()) >= 1 for u in inside) and malloc.active() == 0
+    assert all(u == {setting: 1} for u in inside)
 
 
 # ---------------------------------------------------------------- properties

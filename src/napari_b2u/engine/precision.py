@@ -28,7 +28,7 @@ import torch
 
 from napari_b2u.config import PRECISIONS
 from napari_b2u.core.unet import UNet
-from napari_b2u.engine._malloc import keep_memory
+from napari_b2u.engine._malloc import INFERENCE_MMAP_ABOVE, keep_memory
 from napari_b2u.engine.device import memory_format
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -143,8 +143,8 @@ def _measured_speedup(task: str, threads: int) -> float:
         bf16 = Precision("bf16", "cpu").for_inference(net)
         runs = {"fp32": functools.partial(_infer_pass, net, x), "bf16": functools.partial(_infer_pass, bf16, x.bfloat16())}
     best = dict.fromkeys(runs, float("inf"))
-    # training runs in keep_memory (no page faults per step); inference does not
-    with keep_memory() if task == "train" else contextlib.nullcontext():
+    # each task's passes in the allocator setting the task runs in (`keep_memory`)
+    with keep_memory(None if task == "train" else INFERENCE_MMAP_ABOVE):
         for run in runs.values():
             run()  # warm-up: oneDNN builds its kernels on the first call
         for _ in range(3):
