@@ -499,7 +499,10 @@ def test_every_tile_is_padded_as_its_plane(monkeypatch, dims, shape, tile):
     assert out.shape == plane.shape and modes and set(modes) == {"reflect"}
 
 
-@pytest.mark.parametrize("dims, shape, tile", [(2, (1, 400, 300), (64, 64)), (3, (1, 24, 96, 80), (8, 32, 32))])
+@pytest.mark.parametrize("dims, shape, tile", [
+    (2, (1, 400, 300), (64, 64)), (3, (1, 24, 96, 80), (8, 32, 32)),
+    (2, (1, 401, 302), (64, 64)), (3, (1, 23, 97, 81), (8, 32, 32)),  # off the grid: far tiles cut
+])  # fmt: skip
 def test_tiled_inference_holds_one_image_sized_array(monkeypatch, dims, shape, tile):
     # The blending weights of a grid of tiles are separable: dividing the output by
     # each axis' sum in place needs no image-sized weights and no second output
