@@ -176,6 +176,11 @@ def test_closing_the_viewer_mid_training_leaves_no_thread(make_napari_viewer, qt
     assert workers
     viewer.close()
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=10_000)
+    # the quit worker's generator is closed, not left to the garbage collector
+    # (``workers`` keeps it alive): training's allocator setting is restored
+    import napari_b2u.engine._malloc as malloc
+
+    qtbot.waitUntil(lambda: malloc.active() == 0, timeout=10_000)
 
 
 def test_errors_are_notifications_not_crashes(make_napari_viewer, qtbot, monkeypatch):

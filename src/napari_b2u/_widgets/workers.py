@@ -37,10 +37,17 @@ EXIT_WAIT_MS = 10_000
 
 
 def make_worker(gen: Generator):
-    """An unstarted napari worker running ``gen`` (errors go to ``errored`` only)."""
+    """An unstarted napari worker running ``gen`` (errors go to ``errored`` only).
+
+    A quit worker closes ``gen``: superqt leaves an aborted worker's generator
+    suspended, so its ``finally`` blocks (the allocator setting of
+    `keep_memory` among them) would wait for garbage collection. ``aborted``
+    comes after the last ``send``, and `shut_down` leaves it connected.
+    """
     from napari.qt.threading import create_worker
 
     worker = create_worker(guarded, gen, _start_thread=False, _ignore_errors=True)
+    worker.aborted.connect(gen.close)
     _made.add(worker)
     return worker
 
