@@ -10,6 +10,13 @@ Inference asks for less (``mmap_above``): blocks of at least that size stay
 mapped, so the image-sized arrays of a large plane go back to the OS when
 freed instead of fragmenting the heap, while a tile's smaller activations
 are reused from it.
+
+Open contexts combine: each gets the most any of them asks, and whenever one
+closes with no training context left the heap is trimmed. Once an inference
+context has set the mmap threshold, glibc's dynamic threshold stays off (any
+mallopt call turns it off), so after the last context the threshold is
+pinned at that dynamic threshold's ceiling, 32 MB, rather than the 128 kB it
+starts at.
 """
 
 from __future__ import annotations
@@ -63,7 +70,6 @@ def _apply(libc: ctypes.CDLL) -> None:
             libc.mallopt(option, value)
         if _threshold_set:
             libc.mallopt(_M_MMAP_THRESHOLD, _DYNAMIC_MMAP_CEILING)
-        libc.malloc_trim(0)
     elif None in _users:
         libc.mallopt(_M_MMAP_MAX, 0)
         libc.mallopt(_M_TRIM_THRESHOLD, 2**30)
@@ -101,3 +107,5 @@ def keep_memory(mmap_above: int | None = None) -> Iterator[None]:
             if not _users[mmap_above]:
                 del _users[mmap_above]
             _apply(libc)
+            if None not in _users:  # what training kept (or a tile's spare) goes back now
+                libc.malloc_trim(0)
