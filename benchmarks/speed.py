@@ -6,6 +6,8 @@ inference throughput, the self-ensemble's cost, 3D steps, and peak memory.
     python -m benchmarks.speed --interleaved 4 --tag ...   # the default step only, 4 timings each in turn (JSON only)
     python -m benchmarks.speed --compile 3 --tag ...       # eager against torch.compile, 3 timings each in turn (JSON only)
     python -m benchmarks.speed --memory-only --tag ...     # only the peak-memory rows (JSON only)
+    python -m benchmarks.speed --memory-only --worker-thread --tag ...   # each denoised in a second thread
+    python -m benchmarks.speed --memory-only --memory-precision bf16 --tag ...   # in bf16, not auto's choice
 
 Writes benchmarks/results/<date>-<host>-<tag>.{json,md}. Run it on an idle
 machine: every figure is wall-clock.
@@ -230,29 +232,49 @@ net = UNet(1, features=16, depth=4, dims=dims, z_pool=1 if dims == 3 else 0)
 config = TrainConfig(spatial_dims=dims)
 model = Model(net, config, np.array([1000.0]), np.array([100.0]))
 before = peak_mb()
-out = model.denoise(image, axes='ZYX' if dims == 3 else None, mode=sys.argv[3], device='cpu')
+out = []
+def run():
+    try:
+        out.append(model.denoise(image, axes='ZYX' if dims == 3 else None, mode=sys.argv[3], device='cpu',
+                                 precision=sys.argv[6]))
+    except BaseException as exc:
+        out.append(exc)
+if sys.argv[5] == 'thread':  # as napari's worker runs it: glibc gives the thread its own arena
+    import threading
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+else:
+    run()
+if isinstance(out[0], BaseException):
+    raise out[0]
+assert out[0].shape == shape, out[0].shape
 print(before, peak_mb())
 """
 
 
-def peak_rss(shape: str, mode: str, tmp: Path, dims: int = 2) -> dict:
+def peak_rss(shape: str, mode: str, tmp: Path, dims: int = 2, thread: bool = False, precision: str = "auto") -> dict:
     """Peak RSS (MB) of denoising a memory-mapped uint16 image in a fresh process
     (its own: ``VmHWM``, where Linux has it; until 2026-12-07 ``ru_maxrss``,
     which a child inherits from its parent, so rows below the benchmark
-    process's own peak read that peak)."""
+    process's own peak read that peak); ``thread``: in a second thread, as
+    napari's worker denoises, where glibc allocates from a non-main arena;
+    ``precision``: `Model.denoise`'s (``auto``: what a user gets)."""
     path = tmp / f"rss-{shape}.npy"
     t0 = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, shape, str(path), mode, str(dims)],
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    argv = [shape, str(path), mode, str(dims), "thread" if thread else "main", precision]
+    result = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, *argv], capture_output=True, text=True, check=True)
     path.unlink(missing_ok=True)
     before, after = (float(v) for v in result.stdout.split())
-    return {"shape": shape, "mode": mode, "spatial_dims": dims, "peak_rss_mb": round(after),
+    return {"shape": shape, "mode": mode, "spatial_dims": dims, "thread": thread, "precision": precision,
+            "peak_rss_mb": round(after),
             "rss_before_mb": round(before), "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
 
 
-def memory_rows(tmp: Path) -> list[dict]:
-    return [peak_rss("4096x4096", "weighted", tmp), peak_rss("4096x4096", "visible", tmp),
-            peak_rss("200x512x512", "visible", tmp), peak_rss("64x1024x1024", "visible", tmp, dims=3)]  # fmt: skip
+def memory_rows(tmp: Path, thread: bool = False, precision: str = "auto") -> list[dict]:
+    cases = [("4096x4096", "weighted", 2), ("4096x4096", "visible", 2), ("200x512x512", "visible", 2),
+             ("64x1024x1024", "visible", 3)]  # fmt: skip
+    return [peak_rss(shape, mode, tmp, dims, thread, precision) for shape, mode, dims in cases]
 
 
 def table(report: dict) -> str:
@@ -282,7 +304,8 @@ def table(report: dict) -> str:
     if "memory" in report:
         lines += ["", "| memory | mode | peak RSS MB | seconds |", "|---|---|---|---|"]
         for m in report["memory"]:
-            lines.append(f"| {m['shape']} uint16 ({m['spatial_dims']}D) | {m['mode']} | {m['peak_rss_mb']} | {m['seconds']} |")
+            where = ", worker thread" if m.get("thread") else ""
+            lines.append(f"| {m['shape']} uint16 ({m['spatial_dims']}D{where}) | {m['mode']} | {m['peak_rss_mb']} | {m['seconds']} |")
     return "\n".join(lines)
 
 
@@ -299,6 +322,10 @@ def main(argv=None) -> None:
     parser.add_argument("--interleaved", type=int, default=0, metavar="ROUNDS",
                         help="only time the default training step, ROUNDS times per precision in turn")  # fmt: skip
     parser.add_argument("--memory-only", action="store_true", help="only the peak-memory runs")
+    parser.add_argument("--worker-thread", action="store_true",
+                        help="the peak-memory runs denoise in a second thread, as napari's worker does")  # fmt: skip
+    parser.add_argument("--memory-precision", default="auto", choices=("auto", *PRECISIONS),
+                        help="the precision the peak-memory runs denoise in (default: auto, as a user's)")  # fmt: skip
     parser.add_argument("--compile", type=int, default=0, metavar="ROUNDS",
                         help="only time eager against torch.compile (training step, inference pass), "
                              "ROUNDS times each in turn")  # fmt: skip
@@ -314,7 +341,7 @@ def main(argv=None) -> None:
     if args.memory_only:
         with tempfile.TemporaryDirectory() as tmp:
             report = {"command": command, "cpu": cpu_model(), "torch": torch.__version__,
-                      "threads": args.threads, "memory": memory_rows(Path(tmp))}  # fmt: skip
+                      "threads": args.threads, "memory": memory_rows(Path(tmp), args.worker_thread, args.memory_precision)}  # fmt: skip
         RESULTS.mkdir(exist_ok=True)
         stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
         print(json.dumps(report["memory"]))
@@ -350,7 +377,7 @@ def main(argv=None) -> None:
     report["inference"] += [inference(4096, "visible", base, p) for p in precisions]
     if not args.quick:
         with tempfile.TemporaryDirectory() as tmp:
-            report["memory"] = memory_rows(Path(tmp))
+            report["memory"] = memory_rows(Path(tmp), args.worker_thread, args.memory_precision)
     RESULTS.mkdir(exist_ok=True)
     report["command"] = command
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -196,10 +197,19 @@ def test_interleaved_takes_the_precisions_in_turn_and_compares_medians(monkeypat
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
-def test_peak_rss_is_the_child_processes_own(tmp_path):
+@pytest.mark.parametrize("thread", [False, True])
+def test_peak_rss_is_the_child_processes_own(tmp_path, thread):
     # Linux carries ru_maxrss across fork and exec: a child read its parent's peak,
     # so every row below the benchmark process's own peak read that peak.
     ballast = np.ones(2**27)  # 1 GiB, touched, in this (the parent) process
-    row = speed.peak_rss("64x64", "visible", tmp_path)
+    row = speed.peak_rss("64x64", "visible", tmp_path, thread=thread)
     assert ballast.sum() > 0
     assert row["rss_before_mb"] <= row["peak_rss_mb"] < 900
+    assert row["thread"] is thread
+
+
+def test_peak_rss_fails_when_the_denoise_in_its_thread_does(tmp_path, monkeypatch):
+    # an exception in a thread does not end the process: the script re-raises it
+    monkeypatch.setattr(speed, "_RSS_SCRIPT", speed._RSS_SCRIPT.replace("mode=sys.argv[3]", "mode='nonsense'"))
+    with pytest.raises(subprocess.CalledProcessError):
+        speed.peak_rss("64x64", "visible", tmp_path, thread=True)
