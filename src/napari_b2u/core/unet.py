@@ -148,17 +148,25 @@ class UNet(nn.Module):
         for i, block in enumerate(self.up):
             factor = self._factor(self.depth - 1 - i)
             scale = (float(factor),) * 2 if self.dims == 2 else tuple(map(float, factor))
-            x = F.interpolate(x, scale_factor=scale, mode="nearest")
             skip = skips.pop()
-            x = _join_input(block, x, skip) if not skips else block(torch.cat([x, skip], dim=1))
+            if skips:
+                x = block(torch.cat([F.interpolate(x, scale_factor=scale, mode="nearest"), skip], dim=1))
+            else:
+                x = _join_input(block, x, scale, skip)
         return self.out(x)
 
 
-def _join_input(block: nn.Sequential, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """``block(torch.cat([x, skip], dim=1))`` for the last decoder, whose skip
-    is the network's input: its first convolution as the sum of two, one over
-    ``x`` and one over ``skip``, each with its part of the same weight (the
-    second added in place: a 64 x 1024² volume's peak 1513 -> 1385 MB).
+def _join_input(
+    block: nn.Sequential, x: torch.Tensor, scale: tuple[float, ...], skip: torch.Tensor
+) -> torch.Tensor:
+    """``block(torch.cat([upsampled x, skip], dim=1))`` for the last decoder,
+    whose skip is the network's input: its first convolution as the sum of
+    two, one over the upsampled ``x`` and one over ``skip``, each with its
+    part of the same weight (the second added in place: a 64 x 1024² volume's
+    peak 1513 -> 1385 MB). ``x`` is upsampled here, so that without autograd
+    the full-size upsampled tensor is freed after its convolution: a 32 x
+    256² bf16 tile's peak 491 -> 333 MB, the volume's 1392 -> 1265-1276 MB
+    (Xeon, `memory-xeon-noamx-bf16-*` in benchmarks/results).
 
     The same sum as one convolution of the concatenation (up to rounding) and
     the same parameters, but oneDNN's backward of the convolution over 33
@@ -172,7 +180,9 @@ def _join_input(block: nn.Sequential, x: torch.Tensor, skip: torch.Tensor) -> to
     """
     (conv, act), rest = block[0], block[1:]
     c = x.shape[1]
-    y = convolve(x, conv.weight[:, :c], conv.bias)
+    up = F.interpolate(x, scale_factor=scale, mode="nearest")
+    y = convolve(up, conv.weight[:, :c], conv.bias)
+    del up  # without autograd (inference) it is freed now
     y += convolve(skip, conv.weight[:, c:], None)  # in place: one full-size tensor less
     return rest(act(y))
 
