@@ -8,6 +8,7 @@ inference throughput, the self-ensemble's cost, 3D steps, and peak memory.
     python -m benchmarks.speed --memory-only --tag ...     # only the peak-memory rows (JSON only)
     python -m benchmarks.speed --memory-only --worker-thread --tag ...   # each denoised in a second thread
     python -m benchmarks.speed --memory-only --memory-precision bf16 --tag ...   # in bf16, not auto's choice
+    python -m benchmarks.speed --memory-only --tile-depths default,64 --tag ...  # the volume in 32- and 64-slice tiles
 
 Writes benchmarks/results/<date>-<host>-<tag>.{json,md}. Run it on an idle
 machine: every figure is wall-clock.
@@ -235,8 +236,9 @@ before = peak_mb()
 out = []
 def run():
     try:
+        depth = None if sys.argv[7] == 'default' else int(sys.argv[7])
         out.append(model.denoise(image, axes='ZYX' if dims == 3 else None, mode=sys.argv[3], device='cpu',
-                                 precision=sys.argv[6]))
+                                 precision=sys.argv[6], tile_depth=depth))
     except BaseException as exc:
         out.append(exc)
 if sys.argv[5] == 'thread':  # as napari's worker runs it: glibc gives the thread its own arena
@@ -253,28 +255,33 @@ print(before, peak_mb())
 """
 
 
-def peak_rss(shape: str, mode: str, tmp: Path, dims: int = 2, thread: bool = False, precision: str = "auto") -> dict:
+def peak_rss(shape: str, mode: str, tmp: Path, dims: int = 2, thread: bool = False, precision: str = "auto",
+             tile_depth: int | None = None) -> dict:
     """Peak RSS (MB) of denoising a memory-mapped uint16 image in a fresh process
     (its own: ``VmHWM``, where Linux has it; until 2026-12-07 ``ru_maxrss``,
     which a child inherits from its parent, so rows below the benchmark
     process's own peak read that peak); ``thread``: in a second thread, as
     napari's worker denoises, where glibc allocates from a non-main arena;
-    ``precision``: `Model.denoise`'s (``auto``: what a user gets)."""
+    ``precision``: `Model.denoise`'s (``auto``: what a user gets); ``tile_depth``
+    its Z tiles of volumes (default `TILE_DEPTH`)."""
     path = tmp / f"rss-{shape}.npy"
     t0 = time.perf_counter()
-    argv = [shape, str(path), mode, str(dims), "thread" if thread else "main", precision]
+    argv = [shape, str(path), mode, str(dims), "thread" if thread else "main", precision,
+            "default" if tile_depth is None else str(tile_depth)]  # fmt: skip
     result = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, *argv], capture_output=True, text=True, check=True)
     path.unlink(missing_ok=True)
     before, after = (float(v) for v in result.stdout.split())
     return {"shape": shape, "mode": mode, "spatial_dims": dims, "thread": thread, "precision": precision,
-            "peak_rss_mb": round(after),
+            "tile_depth": tile_depth, "peak_rss_mb": round(after),
             "rss_before_mb": round(before), "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
 
 
-def memory_rows(tmp: Path, thread: bool = False, precision: str = "auto") -> list[dict]:
-    cases = [("4096x4096", "weighted", 2), ("4096x4096", "visible", 2), ("200x512x512", "visible", 2),
-             ("64x1024x1024", "visible", 3)]  # fmt: skip
-    return [peak_rss(shape, mode, tmp, dims, thread, precision) for shape, mode, dims in cases]
+def memory_rows(tmp: Path, thread: bool = False, precision: str = "auto", tile_depths=(None,)) -> list[dict]:
+    """The peak-memory rows; the volume once per Z tile depth of ``tile_depths``."""
+    cases = [("4096x4096", "weighted", 2, None), ("4096x4096", "visible", 2, None),
+             ("200x512x512", "visible", 2, None)]  # fmt: skip
+    cases += [("64x1024x1024", "visible", 3, d) for d in tile_depths]
+    return [peak_rss(shape, mode, tmp, dims, thread, precision, d) for shape, mode, dims, d in cases]
 
 
 def table(report: dict) -> str:
@@ -305,6 +312,7 @@ def table(report: dict) -> str:
         lines += ["", "| memory | mode | peak RSS MB | seconds |", "|---|---|---|---|"]
         for m in report["memory"]:
             where = ", worker thread" if m.get("thread") else ""
+            where += f", {m['tile_depth']}-slice tiles" if m.get("tile_depth") else ""
             lines.append(f"| {m['shape']} uint16 ({m['spatial_dims']}D{where}) | {m['mode']} | {m['peak_rss_mb']} | {m['seconds']} |")
     return "\n".join(lines)
 
@@ -326,6 +334,9 @@ def main(argv=None) -> None:
                         help="the peak-memory runs denoise in a second thread, as napari's worker does")  # fmt: skip
     parser.add_argument("--memory-precision", default="auto", choices=("auto", *PRECISIONS),
                         help="the precision the peak-memory runs denoise in (default: auto, as a user's)")  # fmt: skip
+    parser.add_argument("--tile-depths", default="default", metavar="DEPTHS",
+                        help="comma-separated Z tile depths (slices) the volume's peak-memory run "
+                             "denoises with, in turn (default: the default, 32)")  # fmt: skip
     parser.add_argument("--compile", type=int, default=0, metavar="ROUNDS",
                         help="only time eager against torch.compile (training step, inference pass), "
                              "ROUNDS times each in turn")  # fmt: skip
@@ -334,6 +345,10 @@ def main(argv=None) -> None:
     if not asked or asked - set(PRECISIONS):
         parser.error(f"--precisions: give one or more of {','.join(PRECISIONS)}, got {args.precisions!r}")
     precisions = tuple(p for p in PRECISIONS if p in asked)
+    try:
+        depths = tuple(None if d.strip() == "default" else int(d) for d in args.tile_depths.split(","))
+    except ValueError:
+        parser.error(f"--tile-depths: give slice counts or 'default', got {args.tile_depths!r}")
     torch.set_num_threads(args.threads)
     base = TrainConfig()
     stem = RESULTS / f"{datetime.date.today()}-{socket.gethostname()}-{args.tag}"
@@ -341,7 +356,7 @@ def main(argv=None) -> None:
     if args.memory_only:
         with tempfile.TemporaryDirectory() as tmp:
             report = {"command": command, "cpu": cpu_model(), "torch": torch.__version__,
-                      "threads": args.threads, "memory": memory_rows(Path(tmp), args.worker_thread, args.memory_precision)}  # fmt: skip
+                      "threads": args.threads, "memory": memory_rows(Path(tmp), args.worker_thread, args.memory_precision, depths)}  # fmt: skip
         RESULTS.mkdir(exist_ok=True)
         stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
         print(json.dumps(report["memory"]))
@@ -377,7 +392,7 @@ def main(argv=None) -> None:
     report["inference"] += [inference(4096, "visible", base, p) for p in precisions]
     if not args.quick:
         with tempfile.TemporaryDirectory() as tmp:
-            report["memory"] = memory_rows(Path(tmp), args.worker_thread, args.memory_precision)
+            report["memory"] = memory_rows(Path(tmp), args.worker_thread, args.memory_precision, depths)
     RESULTS.mkdir(exist_ok=True)
     report["command"] = command
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))

@@ -213,3 +213,15 @@ def test_peak_rss_fails_when_the_denoise_in_its_thread_does(tmp_path, monkeypatc
     monkeypatch.setattr(speed, "_RSS_SCRIPT", speed._RSS_SCRIPT.replace("mode=sys.argv[3]", "mode='nonsense'"))
     with pytest.raises(subprocess.CalledProcessError):
         speed.peak_rss("64x64", "visible", tmp_path, thread=True)
+
+
+def test_peak_rss_denoises_a_volume_in_the_tile_depth_asked(tmp_path, monkeypatch):
+    row = speed.peak_rss("8x64x64", "visible", tmp_path, dims=3, tile_depth=4)
+    assert row["tile_depth"] == 4 and row["spatial_dims"] == 3
+    # the depth reaches Model.denoise: one its tiling refuses fails the row
+    with pytest.raises(subprocess.CalledProcessError):
+        speed.peak_rss("8x64x64", "visible", tmp_path, dims=3, tile_depth=-1)
+    rows = []
+    monkeypatch.setattr(speed, "peak_rss", lambda *a: rows.append(a) or {})
+    speed.memory_rows(tmp_path, tile_depths=(None, 64))
+    assert [a[0] for a in rows].count("64x1024x1024") == 2 and rows[-1][-1] == 64

@@ -63,3 +63,30 @@ def test_errors_exit_non_zero_with_a_message(tmp_path, caplog):
     result = run_cli("info", str(bad))
     assert result.returncode == 2 and "bad.safetensors" in result.stderr
     assert not np.any([p.suffix == ".part" for p in tmp_path.rglob("*")])
+
+
+def test_tile_depth_reaches_the_z_tiles_of_volume_models(tmp_path, caplog, monkeypatch):
+    from napari_b2u.api import train
+    from napari_b2u.engine import inference
+
+    from .test_volumes import TINY3D, blobs, noisy
+
+    volume = noisy(blobs((20, 24, 24)))
+    tifffile.imwrite(tmp_path / "vol.tif", volume)
+    train(volume, axes="ZYX", steps=2, time_budget=None, decorrelate="off", **TINY3D).save(
+        tmp_path / "v.safetensors"
+    )
+    real = inference.predict
+    depths: list[int] = []
+    monkeypatch.setattr(
+        inference, "predict", lambda net, y, *a: depths.append(y.shape[2]) or real(net, y, *a)
+    )
+    args = ["denoise", str(tmp_path / "vol.tif"), "--out", str(tmp_path / "out"), "--axes", "ZYX"]
+    common = ["--mode", "visible", "--tile-depth", "8", "-q"]
+    assert main([*args, "--model", str(tmp_path / "v.safetensors"), *common]) == 0
+    assert set(depths) == {8} and (tmp_path / "out" / "vol_b2u.tif").exists()
+    # a model of planes has no Z tiles: refused before anything is written
+    out2 = str(tmp_path / "out2")
+    assert main(["denoise", str(tmp_path / "vol.tif"), "--out", out2, *common]) == 2
+    assert "tile_depth sets the Z tiles of volumes" in caplog.text
+    assert not (tmp_path / "out2").exists()

@@ -158,3 +158,47 @@ def test_a_worse_visible_output_of_a_volume_model_switches_it_to_blind(monkeypat
     (volume, visible, blind), = seen
     assert volume.shape == visible.shape == blind.shape == model.sample.shape and volume.ndim == 4
     assert not np.array_equal(visible, blind) and model.config.mode == "blind"
+
+
+def test_tile_depth_sets_the_z_tiles_of_volumes(monkeypatch):
+    from napari_b2u.engine import inference
+
+    clean = blobs((40, 24, 24))
+    model = train(
+        noisy(clean), axes="ZYX", steps=2, time_budget=None, decorrelate="off", **TINY3D
+    )  # one network pass per tile
+    real = inference.predict
+    depths: list[int] = []
+
+    def recording(net, y, *args):
+        depths.append(y.shape[2])
+        return real(net, y, *args)
+
+    monkeypatch.setattr(inference, "predict", recording)
+    default = model.denoise(noisy(clean), axes="ZYX", mode="visible")
+    assert max(depths) == 32 and len(depths) == 2  # TILE_DEPTH slices, overlapping by 16
+    depths.clear()
+    deep = model.denoise(noisy(clean), axes="ZYX", mode="visible", tile_depth=64)
+    assert depths == [40]  # the whole volume in one tile
+    depths.clear()
+    shallow = denoise(noisy(clean), model, axes="ZYX", mode="visible", tile_depth=16)
+    assert depths == [16] * 4  # 16 slices overlapping by 8
+    for out in (deep, shallow):
+        assert (np.abs(out - default) / default.std()).mean() < 0.05
+    with pytest.raises(ValueError, match="tile_depth must be at least 1, got -1"):
+        model.denoise(noisy(clean), axes="ZYX", tile_depth=-1)
+
+
+def test_tile_depth_is_refused_for_plane_models(tmp_path):
+    from napari_b2u.api import denoise_files
+
+    image = noisy(blobs((8, 24, 24)))[0]
+    flat = train(image, steps=2, time_budget=None, depth=2, features=4, patch_size=16, device="cpu")
+    with pytest.raises(ValueError, match="tile_depth sets the Z tiles of volumes.*planes"):
+        flat.denoise(image, tile_depth=16)
+    np.save(tmp_path / "a.npy", image)
+    with pytest.raises(ValueError, match="this model denoises planes"):
+        denoise_files(tmp_path / "a.npy", tmp_path / "out", flat, tile_depth=16, progress=False)
+    with pytest.raises(ValueError, match="spatial_dims=3"):
+        denoise_files(tmp_path / "a.npy", tmp_path / "out", tile_depth=16, progress=False)
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -11,9 +11,16 @@ pytest.importorskip("napari")
 
 from qtpy.QtCore import QThreadPool  # noqa: E402
 
+from napari_b2u._widgets import denoise_widget  # noqa: E402
 from napari_b2u._widgets.session import SESSION  # noqa: E402
 from napari_b2u._widgets.train_widget import RunState  # noqa: E402
 from napari_b2u.api import load_model, train  # noqa: E402
+from napari_b2u.config import (  # noqa: E402
+    TILE_DEPTH,
+    TILE_OVERLAP_3D,
+    TILE_SIZE,
+    TILE_SIZE_3D,
+)
 
 from .utils import TINY, psnr, smooth_image  # noqa: E402
 
@@ -381,12 +388,26 @@ def test_a_z_stack_trains_as_volumes(make_napari_viewer, qtbot, monkeypatch):
     apply = dock(viewer, "Denoise with Blind2Unblind model")
     apply.image.value = viewer.layers["zstack"]
     assert "volumes" in apply.model_info.value
+    # a volume model's tiles: 256² in Y/X (not the 512² of planes) and a depth to set
+    assert (apply.tile.value, apply.depth.value) == (TILE_SIZE_3D, TILE_DEPTH)
+    assert not apply.depth.native.isHidden()
+    apply.depth.value = 8
+    passed = []
+    real = denoise_widget.denoise_and_check
+    monkeypatch.setattr(
+        denoise_widget, "denoise_and_check", lambda *a: passed.append(a[4:]) or real(*a)
+    )
     apply.device.value = "cpu"
     viewer.layers.remove("zstack [B2U]")
     apply.run_button.click()
     qtbot.waitUntil(lambda: "zstack [B2U]" in viewer.layers, timeout=60_000)
     qtbot.waitUntil(lambda: apply.residual_button.isEnabled(), timeout=60_000)
     assert apply.verdict.text()
+    tile, overlap, _, _, depth = passed[0]
+    assert (tile, overlap, depth) == (TILE_SIZE_3D, TILE_OVERLAP_3D, 8)
+    # a model of planes: the 2D defaults, no depth
+    SESSION.add("planes", train(noisy(clean)[0], steps=2, time_budget=None, **TINY))
+    assert apply.tile.value == TILE_SIZE and apply.depth.native.isHidden()
 
 
 def test_function_commands_run_against_a_real_viewer(make_napari_viewer, tmp_path):

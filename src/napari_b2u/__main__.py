@@ -119,6 +119,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             tile_size=args.tile,
             tile_overlap=args.overlap,
+            tile_depth=args.tile_depth,
             callback=on_event,
             **train_overrides(args),
         )

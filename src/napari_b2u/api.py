@@ -188,6 +188,8 @@ def denoise(
     device: str | None = None,
     precision: str | None = None,
     ensemble: bool | None = None,
+    *,
+    tile_depth: int | None = None,
 ) -> np.ndarray:
     """Denoise ``image`` with a model or a model file.
 
@@ -203,7 +205,8 @@ def denoise(
     mode : {"weighted", "blind", "visible"}, optional
         Which output (default: the model's ``config.mode``).
     tile_size : int, optional
-        Tile side in pixels (default 512); smaller tiles use less memory.
+        Tile side in Y and X, in pixels (default 512; 256 for volumes);
+        smaller tiles use less memory.
     tile_overlap : int, optional
         Overlap of neighbouring tiles in pixels (default 64).
     device : str, optional
@@ -214,6 +217,8 @@ def denoise(
     ensemble : bool, optional
         Average over the 8 flips and rotations of the image (8x the cost;
         default: the model's ``config.ensemble``).
+    tile_depth : int, optional
+        Volumes (3D models) only: Z slices per tile, as for `Model.denoise`.
 
     Returns
     -------
@@ -231,6 +236,7 @@ def denoise(
         device=device,
         precision=precision,
         ensemble=ensemble,
+        tile_depth=tile_depth,
     )
 
 
@@ -271,6 +277,7 @@ def denoise_files(
     dtype: str = "float32",
     tile_size: int | None = None,
     tile_overlap: int | None = None,
+    tile_depth: int | None = None,
     device: str | None = None,
     precision: str | None = None,
     ensemble: bool | None = None,
@@ -312,6 +319,8 @@ def denoise_files(
         Tile side in pixels, as for `Model.denoise`.
     tile_overlap : int, optional
         Tile overlap in pixels, as for `Model.denoise`.
+    tile_depth : int, optional
+        Z slices per tile of volumes, as for `Model.denoise` (3D models only).
     device : str, optional
         Torch device, as for `Model.denoise`.
     precision : str, optional
@@ -338,9 +347,6 @@ def denoise_files(
     BatchError
         After all files were tried, if some failed (``.failed`` says why).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = plan(inputs, out, suffix=suffix, overwrite=overwrite, resume=resume)
     if model is not None and not isinstance(model, Model):
         model = load_model(model)
     # one device, precision and ensemble setting for training and inference
@@ -349,6 +355,16 @@ def denoise_files(
     ensemble = train_overrides.get("ensemble") if ensemble is None else ensemble
     base = config or TrainConfig()
     config = base.replace(**train_overrides) if train_overrides else base
+    dims = config.spatial_dims if model is None else model.spatial_dims
+    if tile_depth is not None and dims != 3:
+        what = "this model denoises" if model is not None else "the models trained here denoise"
+        raise ValueError(
+            f"tile_depth sets the Z tiles of volumes, but {what} planes (2D). Leave it "
+            "unset, or train volume models (spatial_dims=3)."
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = plan(inputs, out, suffix=suffix, overwrite=overwrite, resume=resume)
     bars = BatchBars(len(jobs), enabled=progress)
 
     def events(event: BatchEvent) -> None:
@@ -367,6 +383,7 @@ def denoise_files(
             dtype=dtype,
             tile_size=tile_size,
             tile_overlap=tile_overlap,
+            tile_depth=tile_depth,
             device=device,
             precision=precision,
             ensemble=ensemble,

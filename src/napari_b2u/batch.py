@@ -168,6 +168,7 @@ def process_file(
     config: TrainConfig,
     precision: str | None = None,
     ensemble: bool | None = None,
+    tile_depth: int | None = None,
     callback: Callable[[BatchEvent], Any] | None = None,
 ) -> FileDone:
     """Train (when ``model`` is None) and denoise one file.
@@ -193,7 +194,8 @@ def process_file(
 
     def planes_out():
         for i, plane in model.iter_denoise(
-            planes, mode, tile_size, tile_overlap, device, precision=precision, ensemble=ensemble
+            planes, mode, tile_size, tile_overlap, device,
+            precision=precision, ensemble=ensemble, tile_depth=tile_depth,
         ):
             if i in picks:
                 sampled[i] = plane
@@ -209,7 +211,8 @@ def process_file(
         write_tiff(job.output, pages, planes.shape, out_dtype, planes.axes, image.tiff)
     else:  # stack axes after Y/X: assemble in memory, then write
         steps = model.denoise_steps(
-            image.data, axes, mode, tile_size, tile_overlap, device, precision, ensemble
+            image.data, axes, mode, tile_size, tile_overlap, device, precision, ensemble,
+            tile_depth=tile_depth,
         )
         try:
             while True:

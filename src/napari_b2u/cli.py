@@ -12,8 +12,10 @@ from napari_b2u.config import (
     MODES,
     PATCH_SIZE,
     PATCH_SIZE_3D,
+    TILE_DEPTH,
     TILE_OVERLAP,
     TILE_SIZE,
+    TILE_SIZE_3D,
     TrainConfig,
 )
 
@@ -79,8 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     denoise.add_argument(
         "--mode", dest="output_mode", choices=MODES, help="output (default: the model's)"
     )
-    denoise.add_argument("--tile", type=int, help=f"tile size in pixels (default {TILE_SIZE})")
+    denoise.add_argument(
+        "--tile", type=int, help=f"tile size in pixels (default {TILE_SIZE}; volumes {TILE_SIZE_3D})"
+    )
     denoise.add_argument("--overlap", type=int, help=f"tile overlap in pixels (default {TILE_OVERLAP})")
+    denoise.add_argument(
+        "--tile-depth",
+        type=int,
+        help=f"volumes (3D models): Z slices per tile (default {TILE_DEPTH}); deeper is "
+        "faster and uses more memory",
+    )
     denoise.add_argument(
         "--dtype",
         choices=("float32", "keep"),

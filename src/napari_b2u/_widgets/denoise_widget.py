@@ -32,7 +32,14 @@ from napari_b2u._widgets.workers import (
     shut_down,
 )
 from napari_b2u.api import MODES, Model, ModelFileError, NoiseReport, load_model
-from napari_b2u.config import PRECISIONS, TILE_OVERLAP, TILE_SIZE
+from napari_b2u.config import (
+    PRECISIONS,
+    TILE_DEPTH,
+    TILE_OVERLAP,
+    TILE_OVERLAP_3D,
+    TILE_SIZE,
+    TILE_SIZE_3D,
+)
 from napari_b2u.engine import available_devices
 from napari_b2u.engine.noise import describe_subsample
 
@@ -63,6 +70,16 @@ class DenoiseWidget(QWidget):
         self.overlap = SpinBox(
             label="tile overlap", value=TILE_OVERLAP, min=0, max=1024, step=16
         )
+        self.depth = SpinBox(
+            label="tile depth",
+            value=TILE_DEPTH,
+            min=4,
+            max=4096,
+            step=8,
+            tooltip="Z slices per tile of a volume: deeper is faster and uses more memory",
+            visible=False,
+        )
+        self._tiles_for: int | None = None  # spatial dims the tile fields were set for
         self.device = ComboBox(label="device", choices=available_devices())
         self.precision = ComboBox(label="precision", choices=["model default", *PRECISIONS])
         self.form = Container(
@@ -75,6 +92,7 @@ class DenoiseWidget(QWidget):
                 self.mode,
                 self.tile,
                 self.overlap,
+                self.depth,
                 self.device,
                 self.precision,
             ]
@@ -153,6 +171,7 @@ class DenoiseWidget(QWidget):
         except ModelFileError as exc:
             self.model_info.value = str(exc)
             return
+        self._set_tiles_for(model.spatial_dims)
         s, trained = model.summary, model.summary.trained_on
         kind = "volumes (3D), " if model.spatial_dims == 3 else ""
         self.model_info.value = (
@@ -161,6 +180,18 @@ class DenoiseWidget(QWidget):
             f"on {json.dumps(trained.get('shape'))} {trained.get('dtype', '')}; "
             f"applied on {describe_subsample(model.subsample)}"
         )
+
+    def _set_tiles_for(self, dims: int) -> None:
+        """The tile defaults of planes or volumes when the kind of model changes
+        (a user's values stay while it does not)."""
+        if dims == self._tiles_for:
+            return
+        self._tiles_for = dims
+        volume = dims == 3
+        self.tile.value = TILE_SIZE_3D if volume else TILE_SIZE
+        self.overlap.value = TILE_OVERLAP_3D if volume else TILE_OVERLAP
+        self.depth.value = TILE_DEPTH
+        self.depth.visible = volume
 
     def run(self) -> None:
         """Denoise the chosen layer in a worker; the output becomes a new layer."""
@@ -193,6 +224,7 @@ class DenoiseWidget(QWidget):
                 self.overlap.value,
                 self.device.value,
                 None if self.precision.value == "model default" else self.precision.value,
+                self.depth.value if model.spatial_dims == 3 else None,
             )
         )
         worker.yielded.connect(self._on_progress)

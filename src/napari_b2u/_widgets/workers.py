@@ -79,11 +79,12 @@ def denoise_and_check(
     tile_overlap: int | None,
     device: str | None,
     precision: str | None = None,
+    tile_depth: int | None = None,
 ) -> Generator[tuple[int, int], None, tuple[np.ndarray, NoiseReport]]:
     """Denoise ``data`` plane by plane, yielding ``(done, total)``; returns the
     output and the noise report on its residual."""
     out = yield from model.denoise_steps(
-        data, axes, mode, tile_size, tile_overlap, device, precision
+        data, axes, mode, tile_size, tile_overlap, device, precision, tile_depth=tile_depth
     )
     return out, noise_report(data, out, axes, handled=model.subsample)
 

@@ -120,6 +120,7 @@ def denoise_plane(
     lam: float,
     tile_size: int | None = None,
     tile_overlap: int | None = None,
+    tile_depth: int | None = None,
     device: torch.device,
     precision: Precision | None = None,
     planar: bool = False,
@@ -127,7 +128,7 @@ def denoise_plane(
     """Denoise one normalised plane ``(C, H, W)`` or volume ``(C, D, H, W)``,
     tile by tile (see `denoise_tiled`). When the device runs out of memory,
     the tiles are halved and the plane tried again, with a warning."""
-    tile, overlap = tile_shape(net, tile_size, tile_overlap)
+    tile, overlap = tile_shape(net, tile_size, tile_overlap, tile_depth)
     smallest = tuple(max(2 * cell, m, 32) if axis else max(m, 4) for axis, m in _axes(net))
     while True:
         try:
@@ -172,18 +173,25 @@ def _px(tile: tuple[int, ...]) -> str:
 
 
 def tile_shape(
-    net: UNet, tile_size: int | None, tile_overlap: int | None
+    net: UNet, tile_size: int | None, tile_overlap: int | None, tile_depth: int | None = None
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Tile and overlap per spatial axis: ``tile_size`` / ``tile_overlap`` in Y
     and X (defaults 512 / 64 for planes, 256 / 64 for volumes) and, for
-    volumes, `TILE_DEPTH` / `TILE_DEPTH_OVERLAP` slices in Z."""
+    volumes, ``tile_depth`` slices in Z (default `TILE_DEPTH`) overlapping by
+    `TILE_DEPTH_OVERLAP`; `denoise_plane` caps each overlap at half its tile."""
     if net.dims == 2:
+        if tile_depth is not None:
+            raise ValueError(
+                "tile_depth sets the Z tiles of volumes; this model denoises planes (2D). "
+                "Leave tile_depth unset."
+            )
         tile = int(tile_size or TILE_SIZE)
         overlap = TILE_OVERLAP if tile_overlap is None else int(tile_overlap)
         return (tile, tile), (overlap, overlap)
     tile = int(tile_size or TILE_SIZE_3D)
     overlap = TILE_OVERLAP_3D if tile_overlap is None else int(tile_overlap)
-    return (TILE_DEPTH, tile, tile), (TILE_DEPTH_OVERLAP, overlap, overlap)
+    depth = int(tile_depth or TILE_DEPTH)
+    return (depth, tile, tile), (TILE_DEPTH_OVERLAP, overlap, overlap)
 
 
 def denoise_tiled(
@@ -222,7 +230,8 @@ def denoise_tiled(
     for t, o, (yx, m) in zip(tile, overlap, _axes(net)):
         least = max(2 * cell, m) if yx else m
         if t < least:
-            raise ValueError(f"tile_size must be at least {least}, got {t}.")
+            name = "tile_size" if yx else "tile_depth"
+            raise ValueError(f"{name} must be at least {least}, got {t}.")
         if not 0 <= o < t:
             raise ValueError(f"tile_overlap must be in [0, tile_size), got {o}.")
 
@@ -316,6 +325,7 @@ def iter_denoised_planes(
     tile_size: int | None,
     tile_overlap: int | None,
     device: torch.device,
+    tile_depth: int | None = None,
     precision: Precision | None = None,
     subsample: tuple[int, int] = (1, 1),
     ensemble: bool = False,
@@ -345,6 +355,7 @@ def iter_denoised_planes(
                 lam=lam,
                 tile_size=tile_size,
                 tile_overlap=tile_overlap,
+                tile_depth=tile_depth,
                 device=device,
                 precision=precision,
                 planar=planar,

@@ -121,6 +121,8 @@ class Model:
         device: str | None = None,
         precision: str | None = None,
         ensemble: bool | None = None,
+        *,
+        tile_depth: int | None = None,
     ) -> np.ndarray:
         """Denoise an image or stack.
 
@@ -133,7 +135,8 @@ class Model:
         mode : {"weighted", "blind", "visible"}, optional
             Which output (default: the model's ``config.mode``).
         tile_size : int, optional
-            Tile side in pixels (default 512); smaller tiles use less memory.
+            Tile side in Y and X, in pixels (default 512; 256 for volumes);
+            smaller tiles use less memory.
         tile_overlap : int, optional
             Overlap of neighbouring tiles in pixels (default 64).
         device : str, optional
@@ -144,6 +147,10 @@ class Model:
         ensemble : bool, optional
             Average over the 8 flips and rotations of the image (8x the cost;
             default: the model's ``config.ensemble``).
+        tile_depth : int, optional
+            Volumes (3D models) only: Z slices per tile (default 32, tiles
+            overlapping by 16). Deeper tiles redo less overlap and run
+            faster, for more memory (64: 1.4x faster on a 64 x 1024² volume).
 
         Returns
         -------
@@ -151,7 +158,8 @@ class Model:
             float32 array of ``image.shape``, in the input's intensity units.
         """
         steps = self.denoise_steps(
-            image, axes, mode, tile_size, tile_overlap, device, precision, ensemble
+            image, axes, mode, tile_size, tile_overlap, device, precision, ensemble,
+            tile_depth=tile_depth,
         )
         try:
             while True:
@@ -169,6 +177,8 @@ class Model:
         device: str | None = None,
         precision: str | None = None,
         ensemble: bool | None = None,
+        *,
+        tile_depth: int | None = None,
     ) -> Generator[tuple[int, int], None, np.ndarray]:
         """`denoise` as a generator: yields ``(planes done, planes)`` before
         the first plane and after each; returns the denoised array."""
@@ -176,7 +186,8 @@ class Model:
         out = np.empty(planes.shape, dtype=np.float32)
         yield 0, planes.n
         for i, plane in self.iter_denoise(
-            planes, mode, tile_size, tile_overlap, device, precision=precision, ensemble=ensemble
+            planes, mode, tile_size, tile_overlap, device,
+            precision=precision, ensemble=ensemble, tile_depth=tile_depth,
         ):
             out[planes.index(i)] = plane
             yield i + 1, planes.n
@@ -192,6 +203,7 @@ class Model:
         should_stop: Callable[[], bool] | None = None,
         precision: str | None = None,
         ensemble: bool | None = None,
+        tile_depth: int | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(i, denoised plane i)`` one plane (or volume) at a time
         (bounded memory) for ``planes = model.planes(image, axes)``; write
@@ -225,6 +237,7 @@ class Model:
             lam=self.config.lam1,
             tile_size=tile_size,
             tile_overlap=tile_overlap,
+            tile_depth=tile_depth,
             device=dev,
             precision=resolved,
             subsample=self.subsample,
