@@ -40,6 +40,7 @@ def b2u(case, budget: float, **overrides) -> dict[str, np.ndarray]:
     out["visible-ensemble"] = model.denoise(case.noisy, axes=axes, mode="visible", ensemble=True)
     out["_steps"] = model.summary.steps
     out["_precision"] = model.summary.precision  # what "auto" resolved to
+    out["_mode"] = model.config.mode  # the output a user gets: 'blind' where the finished run's check flipped it
     return out
 
 

@@ -111,17 +111,19 @@ def run(args) -> list[dict]:
                     seconds = time.perf_counter() - t0
                     steps = outputs.pop("_steps", None)
                     precision = outputs.pop("_precision", None)
+                    model_mode = outputs.pop("_mode", None)
                     for output, image in outputs.items():
                         rows.append(result_row(case, method, variant, overrides, output, image,
-                                               budget, seconds, steps, precision))
+                                               budget, seconds, steps, precision, model_mode))
     return rows
 
 
 def result_row(case, method: str, variant: str, overrides: dict, output: str, image: np.ndarray,
                budget: float | None, seconds: float, steps: int | None,
-               precision: str | None = None) -> dict:
+               precision: str | None = None, model_mode: str | None = None) -> dict:
     """One results row: the scores of ``image`` against ``case.clean`` and how it was made;
-    printed as it is made."""
+    printed as it is made. ``model_mode``: the output the trained model chose
+    (``config.mode``), the one a user gets."""
     row = {
         "case": case.name, "data": case.data, "noise": case.noise,
         "method": method, "variant": variant, "overrides": overrides,
@@ -135,6 +137,8 @@ def result_row(case, method: str, variant: str, overrides: dict, output: str, im
     }
     if precision is not None:
         row["precision"] = precision
+    if model_mode is not None:
+        row["model_mode"] = model_mode
     print(json.dumps({k: row[k] for k in ("case", "method", "variant", "output", "budget_s", "steps", "psnr", "ssim")}), flush=True)
     return row
 

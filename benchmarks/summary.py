@@ -3,8 +3,10 @@
     python -m benchmarks.summary benchmarks/results/2026-11-24-vm-set12-*.json ...
     python -m benchmarks.summary --metric psnr_fit benchmarks/results/*-microscopy-60s-fit.json
 
-Rows are (data, noise, budget); columns the methods (B2U in its default
-``visible`` output). Means are over the images each method was run on, so
+Rows are (data, noise, budget); columns the methods (B2U in its
+``visible`` output, or with ``--b2u-output model`` in the output each trained
+model chose, the one a user gets: ``blind`` where the finished run's check
+flipped it; rows from before 2026-12-07 do not record it). Means are over the images each method was run on, so
 only compare cells with the same image count. Also prints, for images run at
 two budgets, which fraction of the long run's gain over the noisy image the
 short run reached. ``--metric psnr_fit`` scores after an affine intensity fit
@@ -30,6 +32,20 @@ def load(paths: list[str]) -> list[dict]:
     for path in paths:
         rows += [r for r in json.loads(Path(path).read_text())["rows"] if r["variant"] == "default"]
     return rows
+
+
+def b2u_output(rows: list[dict], output: str) -> list[dict]:
+    """The rows with B2U's ``output`` as its ``visible`` column: ``"model"``, the
+    output each trained model chose (rows without ``model_mode`` are dropped)."""
+    if output == "visible":
+        return rows
+    picked = []
+    for r in rows:
+        if r["method"] != "b2u":
+            picked.append(r)
+        elif r["output"] == (r.get("model_mode") if output == "model" else output):
+            picked.append(dict(r, output="visible"))
+    return picked
 
 
 def table(rows: list[dict], metric: str = "psnr") -> str:
@@ -120,8 +136,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("results", nargs="+", help="JSON files written by benchmarks.quality")
     parser.add_argument("--metric", choices=["psnr", "psnr_fit"], default="psnr")
     parser.add_argument("--plot", help="also write a PSNR-against-seconds plot (PNG) here")
+    parser.add_argument("--b2u-output", default="visible",
+                        choices=["visible", "model", "weighted", "blind", "visible-ensemble"],
+                        help="B2U's column: this output; model: the one each trained model chose")
     args = parser.parse_args(argv)
-    rows = load(args.results)
+    rows = b2u_output(load(args.results), args.b2u_output)
     print(table(rows, args.metric))
     if args.plot:
         plot(rows, args.plot, args.metric)

@@ -51,6 +51,7 @@ def test_quality_budget_none_runs_a_fixed_step_count(tmp_path):
     (result,) = tmp_path.glob("*-t.json")
     rows = json.loads(result.read_text())["rows"]
     assert rows and all(r["steps"] == 3 and r["budget_s"] is None for r in rows)
+    assert {r["model_mode"] for r in rows} <= {"visible", "weighted", "blind"}  # the one users get
 
 
 def test_summary_table_means_and_differences():
@@ -67,6 +68,21 @@ def test_summary_table_means_and_differences():
     line_60 = next(line for line in text.splitlines() if "| 60 |" in line)
     assert "| 29.00 | 30.50 | 25.50 |" in line_60 and "| -1.50 | +3.50 |" in line_60
     assert "a: 60 s 28.00 dB, 300 s 29.00 dB: 88.9% of the gain" in summary.gain_fraction(rows)
+
+
+def test_summary_can_score_the_output_each_model_chose():
+    def row(case, output, psnr, mode):
+        return {"case": case, "data": "fmd", "noise": "real", "method": "b2u", "variant": "default",
+                "output": output, "budget_s": 60, "psnr": psnr, "psnr_noisy": 20.0, "model_mode": mode}
+
+    rows = [row("a", "visible", 30.0, "visible"), row("a", "blind", 29.0, "visible"),
+            row("b", "visible", 22.0, "blind"), row("b", "blind", 24.0, "blind")]  # b's check flipped it
+    line = lambda rs: next(x for x in summary.table(rs).splitlines() if "| 60 |" in x)  # noqa: E731
+    assert "| 26.00 |" in line(rows)  # visible: (30 + 22) / 2
+    assert "| 27.00 |" in line(summary.b2u_output(rows, "model"))  # what users get: (30 + 24) / 2
+    assert "| 26.50 |" in line(summary.b2u_output(rows, "blind"))
+    old = [{k: v for k, v in r.items() if k != "model_mode"} for r in rows]
+    assert summary.b2u_output(old, "model") == []  # no record of the choice: no column
 
 
 def test_noise_is_seeded_and_poisson_is_in_range():
