@@ -51,6 +51,7 @@ from napari_b2u.engine import (
 from napari_b2u.engine import load_model as _load_model
 from napari_b2u.engine import noise_report as _noise_report
 from napari_b2u.engine.images import open_image
+from napari_b2u.engine.inference import check_tile_depth
 from napari_b2u.progress import BatchBars
 
 __all__ = [
@@ -355,13 +356,10 @@ def denoise_files(
     ensemble = train_overrides.get("ensemble") if ensemble is None else ensemble
     base = config or TrainConfig()
     config = base.replace(**train_overrides) if train_overrides else base
-    dims = config.spatial_dims if model is None else model.spatial_dims
-    if tile_depth is not None and dims != 3:
-        what = "this model denoises" if model is not None else "the models trained here denoise"
-        raise ValueError(
-            f"tile_depth sets the Z tiles of volumes, but {what} planes (2D). Leave it "
-            "unset, or train volume models (spatial_dims=3)."
-        )
+    if model is None:  # refused before any file is trained on or written
+        check_tile_depth(tile_depth, config.spatial_dims, "the models trained here denoise")
+    else:
+        check_tile_depth(tile_depth, model.spatial_dims)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jobs = plan(inputs, out, suffix=suffix, overwrite=overwrite, resume=resume)

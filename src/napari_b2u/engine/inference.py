@@ -172,6 +172,15 @@ def _px(tile: tuple[int, ...]) -> str:
     return f"{tile[-1]} px" if len(tile) == 2 else " x ".join(map(str, tile))
 
 
+def check_tile_depth(tile_depth: int | None, dims: int, whose: str = "this model denoises") -> None:
+    """Refuse a ``tile_depth`` for models of planes (``dims`` 2): only volumes have Z tiles."""
+    if tile_depth is not None and dims != 3:
+        raise ValueError(
+            f"tile_depth sets the Z tiles of volumes, but {whose} planes (2D). Leave it "
+            "unset, or train volume models (spatial_dims=3)."
+        )
+
+
 def tile_shape(
     net: UNet, tile_size: int | None, tile_overlap: int | None, tile_depth: int | None = None
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -179,12 +188,8 @@ def tile_shape(
     and X (defaults 512 / 64 for planes, 256 / 64 for volumes) and, for
     volumes, ``tile_depth`` slices in Z (default `TILE_DEPTH`) overlapping by
     `TILE_DEPTH_OVERLAP`; `denoise_plane` caps each overlap at half its tile."""
+    check_tile_depth(tile_depth, net.dims)
     if net.dims == 2:
-        if tile_depth is not None:
-            raise ValueError(
-                "tile_depth sets the Z tiles of volumes; this model denoises planes (2D). "
-                "Leave tile_depth unset."
-            )
         tile = int(tile_size or TILE_SIZE)
         overlap = TILE_OVERLAP if tile_overlap is None else int(tile_overlap)
         return (tile, tile), (overlap, overlap)
