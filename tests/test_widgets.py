@@ -408,6 +408,12 @@ def test_a_z_stack_trains_as_volumes(make_napari_viewer, qtbot, monkeypatch):
     # a model of planes: the 2D defaults, no depth
     SESSION.add("planes", train(noisy(clean)[0], steps=2, time_budget=None, **TINY))
     assert apply.tile.value == TILE_SIZE and apply.depth.native.isHidden()
+    # an unlabelled stack reads as a time series for planes, as a z-stack for volumes
+    volume_model = next(n for n, m in SESSION.models.items() if m is widget.model)
+    apply.image.value = viewer.add_image(noisy(clean), name="unlabelled")
+    assert apply.axes.value == "TYX"
+    apply.source.value = volume_model
+    assert apply.axes.value == "ZYX"
 
 
 def test_function_commands_run_against_a_real_viewer(make_napari_viewer, tmp_path):

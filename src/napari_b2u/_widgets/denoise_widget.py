@@ -120,9 +120,7 @@ class DenoiseWidget(QWidget):
 
         self.source.changed.connect(self._update_model_info)
         self.file.changed.connect(self._update_model_info)
-        self.image.changed.connect(
-            lambda layer: layer is not None and setattr(self.axes, "value", guess_axes(layer))
-        )
+        self.image.changed.connect(self._guess_axes)
         self.run_button.clicked.connect(self.run)
         self.residual_button.clicked.connect(self.show_residual)
         self.export_button.clicked.connect(lambda: self.export_bioimageio())
@@ -181,9 +179,15 @@ class DenoiseWidget(QWidget):
             f"applied on {describe_subsample(model.subsample)}"
         )
 
+    def _guess_axes(self, *_: Any) -> None:
+        """Axes from the layer's labels, else as the chosen kind of model reads
+        an unlabelled stack (a z-stack for a volume model)."""
+        if self.image.value is not None:
+            self.axes.value = guess_axes(self.image.value, self._tiles_for or 2)
+
     def _set_tiles_for(self, dims: int) -> None:
-        """The tile defaults of planes or volumes when the kind of model changes
-        (a user's values stay while it does not)."""
+        """The tile defaults and the axes guess of planes or volumes when the
+        kind of model changes (a user's values stay while it does not)."""
         if dims == self._tiles_for:
             return
         self._tiles_for = dims
@@ -192,6 +196,7 @@ class DenoiseWidget(QWidget):
         self.overlap.value = TILE_OVERLAP_3D if volume else TILE_OVERLAP
         self.depth.value = TILE_DEPTH
         self.depth.visible = volume
+        self._guess_axes()
 
     def run(self) -> None:
         """Denoise the chosen layer in a worker; the output becomes a new layer."""

@@ -27,9 +27,10 @@ def layer_data(layer) -> Any:
     return layer.data[0] if layer.multiscale else layer.data
 
 
-def guess_axes(layer) -> str:
+def guess_axes(layer, spatial_dims: int = 2) -> str:
     """Axes for a layer: its axis labels when they are axis letters (``("z",
-    "y", "x")`` -> ``ZYX``); else RGB(A) -> ...YXC, otherwise a stack of YX planes."""
+    "y", "x")`` -> ``ZYX``); else RGB(A) -> ...YXC, otherwise a stack of YX planes,
+    or for a volume model (``spatial_dims=3``) a z-stack: one stack axis is Z."""
     ndim = layer_data(layer).ndim
     labels = "".join(str(a).upper() for a in getattr(layer, "axis_labels", ()))
     wanted = ndim - 1 if layer.rgb else ndim
@@ -37,12 +38,15 @@ def guess_axes(layer) -> str:
         if set(labels) <= set("TZCYX"):
             return labels + ("C" if layer.rgb else "")
     if layer.rgb:
-        return _stack_letters(ndim - 3) + "YXC"
-    return _stack_letters(ndim - 2) + "YX"
+        return _stack_letters(ndim - 3, spatial_dims) + "YXC"
+    return _stack_letters(ndim - 2, spatial_dims) + "YX"
 
 
-def _stack_letters(n: int) -> str:
-    """``T`` for one stack axis, ``TZ`` for two, other letters before those."""
+def _stack_letters(n: int, spatial_dims: int = 2) -> str:
+    """``T`` for one stack axis (``Z`` for volumes), ``TZ`` for two, other
+    letters before those."""
+    if n == 1 and spatial_dims == 3:
+        return "Z"
     return "TZ"[: max(n, 0)] if n <= 2 else "QRUVW"[: n - 2] + "TZ"
 
 
