@@ -38,11 +38,17 @@ def test_quality_run_writes_rows_and_skips_missing_careamics(tmp_path, monkeypat
 
 
 def test_verdict_reports_each_output(tmp_path):
-    verdict.main(["--data", "camera", "--steps", "2", "--tag", "t", "--out", str(tmp_path)])
+    verdict.main(["--data", "camera", "--steps", "2,3", "--tag", "t", "--out", str(tmp_path)])
     (result,) = tmp_path.glob("*-t.json")
     rows = json.loads(result.read_text())["rows"]
-    assert [r["mode"] for r in rows] == ["weighted", "blind", "visible"]
+    assert [(r["steps"], r["mode"]) for r in rows] == [
+        (steps, mode) for steps in (2, 3) for mode in ("weighted", "blind", "visible")
+    ]
     assert all(r["residual_std_ratio"] > 0 and isinstance(r["warnings"], list) for r in rows)
+    # what the finished-run check read on the training sample
+    for r in rows:
+        assert r["check_res_visible"] > 0 and r["check_res_blind"] > 0
+        assert r["check_ratio"] == pytest.approx(r["check_res_visible"] / r["check_res_blind"], rel=1e-3)
 
 
 def test_quality_budget_none_runs_a_fixed_step_count(tmp_path):

@@ -272,8 +272,7 @@ def visible_check(noisy: np.ndarray, visible: np.ndarray, blind: np.ndarray) -> 
     barely trained networks, whose two outputs are about equal, are not.
     Returns what to do, or None.
     """
-    noisy = noisy.astype(np.float64)
-    res_visible, res_blind = (float(np.mean((noisy - out) ** 2)) for out in (visible, blind))
+    res_visible, res_blind = visible_residuals(noisy, visible, blind)
     if not res_blind > 0 or res_visible < VISIBLE_MARGIN * res_blind:
         return None
     return (
@@ -282,6 +281,16 @@ def visible_check(noisy: np.ndarray, visible: np.ndarray, blind: np.ndarray) -> 
         "sample), which only a worse output does: use the 'blind' output. This happens "
         "after long runs, and on noise correlated between pixels (widefield composites)."
     )
+
+
+def visible_residuals(
+    noisy: np.ndarray, visible: np.ndarray, blind: np.ndarray
+) -> tuple[float, float]:
+    """Mean squared residuals ``(noisy - visible)**2`` and ``(noisy - blind)**2``,
+    which `visible_check` compares."""
+    noisy = noisy.astype(np.float64)
+    res_visible, res_blind = (float(np.mean((noisy - out) ** 2)) for out in (visible, blind))
+    return res_visible, res_blind
 
 
 def strides_for(corr: dict[str, tuple[float, float]], correlated: str) -> tuple[int, int]:

@@ -52,7 +52,7 @@ from napari_b2u.engine.events import (
 )
 from napari_b2u.engine.inference import denoise_subsampled
 from napari_b2u.engine.model import Model
-from napari_b2u.engine.noise import NoiseReport, noise_report, visible_check
+from napari_b2u.engine.noise import NoiseReport, noise_report, visible_check, visible_residuals
 from napari_b2u.engine.precision import Precision, resolve_precision
 from napari_b2u.engine.summary import StopReason, TrainingSummary
 
@@ -338,9 +338,21 @@ def _check_visible(model: Model) -> str | None:
     """`visible_check` on the model's training sample, when ``visible`` is its output."""
     if model.config.mode != "visible" or model.sample is None:
         return None
+    return visible_check(model.sample, *_sample_outputs(model))
+
+
+def sample_residuals(model: Model) -> tuple[float, float] | None:
+    """The mean squared residuals of the visible and the blind output on the
+    model's training sample, as the finished-run check reads them (None
+    without a sample)."""
+    if model.sample is None:
+        return None
+    return visible_residuals(model.sample, *_sample_outputs(model))
+
+
+def _sample_outputs(model: Model) -> list[np.ndarray]:
     axes = "CYX" if model.spatial_dims == 2 else "CZYX"
-    outputs = [model.denoise(model.sample, axes=axes, mode=m) for m in ("visible", "blind")]
-    return visible_check(model.sample, *outputs)
+    return [model.denoise(model.sample, axes=axes, mode=m) for m in ("visible", "blind")]
 
 
 def _summary(
