@@ -7,7 +7,7 @@ each output of one fixed-step run, beside the PSNR it cannot see.
 
 ``--steps`` takes one run length or several (a run of each per image).
 Writes benchmarks/results/<date>-<host>-<tag>.json: per image, run and output
-mode, the PSNR, ``residual_std_ratio`` and the warnings of `noise_report`,
+mode, the PSNR, ``residual_std_ratio``, ``out_of_range`` and the warnings of `noise_report`,
 the training summary's message (the visible-against-blind check) and what
 that check reads on the training sample: ``check_res_visible``,
 ``check_res_blind`` and their ``check_ratio`` (flagged from
@@ -58,7 +58,8 @@ def main(argv=None) -> None:
             row = {"case": case.name, "steps": model.summary.steps, "mode": mode,
                    "psnr": round(psnr(out, case.clean), 3), "psnr_noisy": round(psnr(case.noisy, case.clean), 3),
                    "residual_std_ratio": round(report.residual_std_ratio, 3),
-                   "residual_structure": round(report.residual_structure, 4), "warnings": report.warnings,
+                   "residual_structure": round(report.residual_structure, 4),
+                   "out_of_range": report.out_of_range, "warnings": report.warnings,
                    "training_message": model.summary.message, **check}
             print(json.dumps(row), flush=True)
             rows.append(row)

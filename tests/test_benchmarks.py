@@ -45,6 +45,7 @@ def test_verdict_reports_each_output(tmp_path):
         (steps, mode) for steps in (2, 3) for mode in ("weighted", "blind", "visible")
     ]
     assert all(r["residual_std_ratio"] > 0 and isinstance(r["warnings"], list) for r in rows)
+    assert all(0 <= r["out_of_range"] <= 1 for r in rows)
     # what the finished-run check read on the training sample
     for r in rows:
         assert r["check_res_visible"] > 0 and r["check_res_blind"] > 0

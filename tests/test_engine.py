@@ -342,7 +342,8 @@ def test_a_worse_visible_output_is_reported_after_training(monkeypatch):
     monkeypatch.setattr(training, "visible_check", lambda *a: seen.append(a) or "use blind")
     events = []
     with pytest.warns(RuntimeWarning, match="use blind"):
-        model = train(smooth_image((48, 48)), steps=4, time_budget=None, callback=events.append, **TINY)
+        model = train(smooth_image((48, 48)), steps=4, time_budget=None, callback=events.append,
+                      decorrelate="off", **TINY)  # fmt: skip
     (message,) = [e.message for e in events if isinstance(e, Done)]
     assert message.startswith("use blind") and "now denoises with it" in message
     assert model.summary.message == message and len(seen) == 1
@@ -352,3 +353,8 @@ def test_a_worse_visible_output_is_reported_after_training(monkeypatch):
     assert noisy.shape == visible.shape == blind.shape == model.sample.shape
     train(smooth_image((48, 48)), steps=4, time_budget=None, mode="blind", **TINY)
     assert len(seen) == 1  # not checked when the output is not 'visible'
+    assert model.subsample == (1, 1) and "either direction" not in message
+    # trained on sub-sampled planes (correlated noise), where the reading is unreliable
+    with pytest.warns(RuntimeWarning, match="either direction"):
+        model = train(smooth_image((48, 48)), steps=4, time_budget=None, decorrelate="X", **TINY)
+    assert model.subsample == (1, 2) and "either direction" in model.summary.message

@@ -64,6 +64,17 @@ def test_blurred_clean_image_as_denoised_warns_of_removed_structure():
     assert "looks like noise" in exact.summary()
 
 
+def test_a_result_outside_the_noisy_range_is_reported():
+    clean = textured_image((128, 128))
+    noisy = clean + white(clean.shape)
+    assert noise_report(noisy, clean).out_of_range == 0.0
+    broken = clean.copy()
+    broken[40:48, 40:60] = noisy.max() + 200  # a band a failed network can paint
+    report = noise_report(noisy, broken)
+    assert report.out_of_range == pytest.approx(160 / clean.size)
+    assert not report.ok and any("outside the noisy image's range" in w for w in report.warnings)
+
+
 def test_keeping_the_noise_and_shifting_the_intensity_are_reported():
     clean = smooth_image((96, 96))
     noisy = clean + white(clean.shape)

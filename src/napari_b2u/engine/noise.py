@@ -54,6 +54,11 @@ MAX_BLOCKS = 4096
 #: flagged as over-smoothed (good denoisers: <= 0.03; a 2-px blur: 0.05-0.09).
 STRUCTURE_WARNING = 0.04
 AXES = ("Y", "X")
+#: Share of the result's pixels beyond the noisy input's range (by more than
+#: the noise level) from which a denoising is flagged as failed in places:
+#: 0 to 4e-6 for the working results measured, 0.002-0.005 where a network turned
+#: fine texture into bands (Set12 09, correlated noise; docs/benchmarks.md).
+OUT_OF_RANGE_WARNING = 1e-4
 #: A visible output whose mean squared residual is this many times the blind
 #: output's is flagged as the worse one (`visible_check`).
 VISIBLE_MARGIN = 1.05
@@ -96,6 +101,11 @@ class NoiseReport:
         holds, as a share of the detail left in the result: near 0 when only
         noise was removed (napari-b2u and BM3D: at most 0.03 in our tests), 0.05
         to 0.09 for a 2-px blur, 0.24-0.36 for a 3-px blur.
+    out_of_range : float or None
+        Share of the result's pixels outside the noisy input's range widened
+        by ``noise_std`` on each side: 0 for a working denoiser, which only
+        removes noise; from `OUT_OF_RANGE_WARNING` up, the network failed in
+        places.
     """
 
     ok: bool
@@ -110,6 +120,7 @@ class NoiseReport:
     residual_std_ratio: float | None = None
     residual_autocorrelation: dict[str, tuple[float, float]] | None = None
     residual_structure: float | None = None
+    out_of_range: float | None = None
     handled: tuple[int, int] | None = None
 
     @property
@@ -268,8 +279,12 @@ def visible_check(noisy: np.ndarray, visible: np.ndarray, blind: np.ndarray) -> 
     visible residual does not prove the visible output better. Measured
     (docs/benchmarks.md): on Set12 and FMD widefield trajectories, every copy
     with the larger visible residual had the worse visible output (by 0.7-5
-    dB). Flagged from `VISIBLE_MARGIN` times the blind residual up, so that
-    barely trained networks, whose two outputs are about equal, are not.
+    dB); on 21 finished runs on white microscopy noise it read 0.65-0.87
+    with the visible output better in each. On noise correlated between
+    pixels the premise fails (FMD widefield: a finished run read 1.107 with
+    the visible output 0.37 dB better). Flagged from `VISIBLE_MARGIN` times
+    the blind residual up, so that barely trained networks, whose two
+    outputs are about equal, are not.
     Returns what to do, or None.
     """
     res_visible, res_blind = visible_residuals(noisy, visible, blind)
@@ -483,7 +498,15 @@ def _residual_checks(
     ratio = float(np.std(r)) / sigma
     rcorr = _block_stats(residuals, rng, flat_only=False).corr
     structure = float(np.mean([_structure_share(*_centre((x, d))) for x, d in zip(residuals, denoised)]))
+    out_of_range = _out_of_range(residuals, denoised, sigma)
     warnings = []
+    if out_of_range >= OUT_OF_RANGE_WARNING:
+        warnings.append(
+            f"After denoising, {out_of_range:.2%} of the result lies outside the noisy image's "
+            "range (by more than the noise level), which removing noise cannot do: the network "
+            "failed in places, often as bands or stripes over fine texture. Train again with a "
+            "shorter time budget (fewer steps)."
+        )
     if structure >= STRUCTURE_WARNING:
         warnings.append(
             f"After denoising, the residual (noisy - denoised) holds image structure "
@@ -513,8 +536,18 @@ def _residual_checks(
         "residual_std_ratio": ratio,
         "residual_autocorrelation": rcorr,
         "residual_structure": structure,
+        "out_of_range": out_of_range,
         "warnings": warnings,
     }
+
+
+def _out_of_range(residuals: list[np.ndarray], denoised: list[np.ndarray], sigma: float) -> float:
+    """Share of denoised pixels beyond [min, max] of the noisy planes +- ``sigma``."""
+    noisy = [x.astype(np.float64) + d for x, d in zip(residuals, denoised)]
+    lo = min(float(n.min()) for n in noisy) - sigma
+    hi = max(float(n.max()) for n in noisy) + sigma
+    outside = sum(int(np.count_nonzero((d < lo) | (d > hi))) for d in denoised)
+    return outside / sum(d.size for d in denoised)
 
 
 def _centre(planes: tuple[np.ndarray, ...], size: int = 512) -> tuple[np.ndarray, ...]:

@@ -334,11 +334,22 @@ def train_events(
     return model
 
 
+#: Added to `visible_check`'s warning for a model trained on sub-sampled planes:
+#: there its reading is unreliable (FMD widefield, docs/benchmarks.md).
+SUBSAMPLED_CAVEAT = (
+    " The noise here is correlated between pixels (training sub-sampled it), where this check"
+    " can be wrong in either direction: compare the two outputs."
+)
+
+
 def _check_visible(model: Model) -> str | None:
     """`visible_check` on the model's training sample, when ``visible`` is its output."""
     if model.config.mode != "visible" or model.sample is None:
         return None
-    return visible_check(model.sample, *_sample_outputs(model))
+    message = visible_check(model.sample, *_sample_outputs(model))
+    if message is not None and model.subsample != (1, 1):
+        message += SUBSAMPLED_CAVEAT
+    return message
 
 
 def sample_residuals(model: Model) -> tuple[float, float] | None:
