@@ -51,7 +51,7 @@ def main(argv=None) -> None:
         model = train(case.noisy, steps=steps, time_budget=None, seed=args.seed, device="cpu", **volumes)
         res_visible, res_blind = sample_residuals(model)
         check = {"check_res_visible": round(res_visible, 3), "check_res_blind": round(res_blind, 3),
-                 "check_ratio": round(res_visible / res_blind, 4)}
+                 "check_ratio": round(res_visible / res_blind, 4) if res_blind > 0 else None}
         for mode in MODES:
             out = model.denoise(case.noisy, axes=volumes.get("axes"), mode=mode)
             report = noise_report(case.noisy, out, handled=model.subsample)
@@ -68,7 +68,10 @@ def main(argv=None) -> None:
 
 
 def _step_counts(text: str) -> list[int]:
-    return [int(s) for s in text.split(",") if s.strip()]
+    counts = [int(s) for s in text.split(",") if s.strip()]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give step counts >= 1, e.g. 1000 or 1000,1500")
+    return counts
 
 
 if __name__ == "__main__":

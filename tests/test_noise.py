@@ -73,6 +73,17 @@ def test_a_result_outside_the_noisy_range_is_reported():
     report = noise_report(noisy, broken)
     assert report.out_of_range == pytest.approx(160 / clean.size)
     assert not report.ok and any("outside the noisy image's range" in w for w in report.warnings)
+    assert report.to_dict()["out_of_range"] == pytest.approx(160 / clean.size, rel=1e-2)
+    nan = clean.copy()
+    nan[:4, :4] = np.nan  # not a number is out of range too
+    assert noise_report(noisy, nan).out_of_range == pytest.approx(16 / clean.size)
+    # per channel: a dim channel painted up to a bright one's level
+    rgb = np.stack([clean, 0.1 * clean + 100], axis=-1)
+    noisy_rgb = rgb + white(rgb.shape)
+    painted = rgb.copy()
+    painted[40:48, 40:60, 1] = clean.max()
+    assert noise_report(noisy_rgb, rgb, axes="YXC").out_of_range == 0.0
+    assert noise_report(noisy_rgb, painted, axes="YXC").out_of_range > 0
 
 
 def test_keeping_the_noise_and_shifting_the_intensity_are_reported():

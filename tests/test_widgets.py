@@ -440,6 +440,19 @@ def test_function_commands_run_against_a_real_viewer(make_napari_viewer, tmp_pat
     # the function widgets build from their signatures
     _, fw = viewer.window.add_plugin_dock_widget("napari-b2u", "Denoise a layer with a model file (function)")
     assert fw is not None
+    # a volume model reads an unlabelled z-stack as ZYX (as a stack of planes it would refuse)
+    from .test_volumes import blobs
+    from .test_volumes import noisy as noisy_volume
+
+    volume = noisy_volume(blobs((8, 32, 32)))
+    tiny3d = {**TINY, "patch_size": 16, "patch_depth": 4}
+    model3d = train(volume, axes="ZYX", spatial_dims=3, steps=2, time_budget=None, **tiny3d)
+    model3d.save(tmp_path / "v.safetensors")
+    stack = viewer.add_image(volume, name="stack")
+    data3, _, _ = commands.execute(
+        "napari-b2u.denoise_layer", kwargs={"image": stack, "model_file": tmp_path / "v.safetensors"}
+    )
+    assert data3.shape == volume.shape
 
 
 def test_advanced_form_round_trips_the_config_and_auto_patch_size(qtbot):

@@ -86,6 +86,6 @@ def train_and_denoise(
 
 def _result(image: Image, model: Any, axes: str, mode: str | None) -> LayerDataTuple:
     mode = mode or model.config.mode
-    out = model.denoise(layer_data(image), axes=axes or guess_axes(image), mode=mode)
+    out = model.denoise(layer_data(image), axes=axes or guess_axes(image, model.spatial_dims), mode=mode)
     kwargs = output_layer_kwargs(image, OUTPUT_SUFFIX, output_layer_info(image, model, mode))
     return out, kwargs, "image"

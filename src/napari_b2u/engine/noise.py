@@ -102,10 +102,11 @@ class NoiseReport:
         noise was removed (napari-b2u and BM3D: at most 0.03 in our tests), 0.05
         to 0.09 for a 2-px blur, 0.24-0.36 for a 3-px blur.
     out_of_range : float or None
-        Share of the result's pixels outside the noisy input's range widened
-        by ``noise_std`` on each side: 0 for a working denoiser, which only
-        removes noise; from `OUT_OF_RANGE_WARNING` up, the network failed in
-        places.
+        Share of the result's pixels outside the noisy input's range (per
+        channel) widened by the noise level on each side (``noise_std``, or
+        the residual's std where the noise cannot be measured); NaN and inf
+        count as outside. 0 for a working denoiser, which only removes noise;
+        from `OUT_OF_RANGE_WARNING` up, the network failed in places.
     """
 
     ok: bool
@@ -132,7 +133,10 @@ class NoiseReport:
         """JSON-ready numbers and warnings, plus the summary."""
         out = asdict(self)
         out["summary"] = self.summary()
-        return _rounded(out)
+        out = _rounded(out)
+        if self.out_of_range is not None:  # small shares matter: 3 significant digits
+            out["out_of_range"] = float(f"{self.out_of_range:.3g}")
+        return out
 
     def headline(self) -> str:
         """One line: the noise found, the handling, and (after denoising) the verdict."""
@@ -252,7 +256,7 @@ def noise_report(
                 "denoised result of this image."
             )
         clean = [out.plane(i, cache=False) for i in picks]
-        residual = _residual_checks([d - c for d, c in zip(data, clean)], clean, stats, rng)
+        residual = _residual_checks([d - c for d, c in zip(data, clean)], clean, stats, rng, data)
         warnings += residual.pop("warnings")
     return NoiseReport(
         ok=not warnings,
@@ -491,21 +495,27 @@ def _residual_checks(
     denoised: list[np.ndarray],
     stats: _Stats,
     rng: np.random.Generator,
+    noisy: list[np.ndarray],
 ) -> dict[str, Any]:
+    raw = denoised
+    finite = [np.isfinite(d) for d in denoised]
+    if not all(f.all() for f in finite):  # counted by out_of_range; the other readings skip them
+        denoised = [np.where(f, d, n) for f, d, n in zip(finite, denoised, noisy)]
+        residuals = [n - d for n, d in zip(noisy, denoised)]
     r = np.concatenate([x.reshape(-1) for x in residuals]).astype(np.float64)
     sigma = stats.noise_std if stats.blocks and stats.noise_std > 0 else float(np.std(r)) or 1.0
     mean = float(np.mean(r)) / sigma
     ratio = float(np.std(r)) / sigma
     rcorr = _block_stats(residuals, rng, flat_only=False).corr
     structure = float(np.mean([_structure_share(*_centre((x, d))) for x, d in zip(residuals, denoised)]))
-    out_of_range = _out_of_range(residuals, denoised, sigma)
+    out_of_range = _out_of_range(noisy, raw, sigma)
     warnings = []
     if out_of_range >= OUT_OF_RANGE_WARNING:
         warnings.append(
             f"After denoising, {out_of_range:.2%} of the result lies outside the noisy image's "
             "range (by more than the noise level), which removing noise cannot do: the network "
-            "failed in places, often as bands or stripes over fine texture. Train again with a "
-            "shorter time budget (fewer steps)."
+            "failed in places, often as bands or stripes over fine texture. If a napari-b2u model "
+            "made it, train again with a shorter time budget (fewer steps)."
         )
     if structure >= STRUCTURE_WARNING:
         warnings.append(
@@ -541,13 +551,14 @@ def _residual_checks(
     }
 
 
-def _out_of_range(residuals: list[np.ndarray], denoised: list[np.ndarray], sigma: float) -> float:
-    """Share of denoised pixels beyond [min, max] of the noisy planes +- ``sigma``."""
-    noisy = [x.astype(np.float64) + d for x, d in zip(residuals, denoised)]
-    lo = min(float(n.min()) for n in noisy) - sigma
-    hi = max(float(n.max()) for n in noisy) + sigma
-    outside = sum(int(np.count_nonzero((d < lo) | (d > hi))) for d in denoised)
-    return outside / sum(d.size for d in denoised)
+def _out_of_range(noisy: list[np.ndarray], denoised: list[np.ndarray], sigma: float) -> float:
+    """Share of denoised pixels beyond their channel's [min, max] over the noisy
+    ``(C, H, W)`` planes, widened by ``sigma``; NaN and inf count as beyond."""
+    lo = np.min([np.nanmin(n, axis=(1, 2)) for n in noisy], axis=0)[:, None, None] - sigma
+    hi = np.max([np.nanmax(n, axis=(1, 2)) for n in noisy], axis=0)[:, None, None] + sigma
+    inside = sum(int(np.count_nonzero((d >= lo) & (d <= hi))) for d in denoised)
+    total = sum(d.size for d in denoised)
+    return (total - inside) / total
 
 
 def _centre(planes: tuple[np.ndarray, ...], size: int = 512) -> tuple[np.ndarray, ...]:
