@@ -514,8 +514,8 @@ def _residual_checks(
         warnings.append(
             f"After denoising, {out_of_range:.2%} of the result lies outside the noisy image's "
             "range (by more than the noise level), which removing noise cannot do: the network "
-            "failed in places, often as bands or stripes over fine texture. If a napari-b2u model "
-            "made it, train again with a shorter time budget (fewer steps)."
+            "failed in places, often as bands or stripes over fine texture: train the model again "
+            "with a shorter time budget (fewer steps)."
         )
     if structure >= STRUCTURE_WARNING:
         warnings.append(
