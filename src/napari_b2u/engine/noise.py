@@ -256,7 +256,7 @@ def noise_report(
                 "denoised result of this image."
             )
         clean = [out.plane(i, cache=False) for i in picks]
-        residual = _residual_checks([d - c for d, c in zip(data, clean)], clean, stats, rng, data)
+        residual = _residual_checks(data, clean, stats, rng)
         warnings += residual.pop("warnings")
     return NoiseReport(
         ok=not warnings,
@@ -491,17 +491,15 @@ def _flattest(means: np.ndarray, power: np.ndarray, bins: int = 4) -> np.ndarray
 
 # ------------------------------------------------------------------ residual
 def _residual_checks(
-    residuals: list[np.ndarray],
+    noisy: list[np.ndarray],
     denoised: list[np.ndarray],
     stats: _Stats,
     rng: np.random.Generator,
-    noisy: list[np.ndarray],
 ) -> dict[str, Any]:
     raw = denoised
-    finite = [np.isfinite(d) for d in denoised]
-    if not all(f.all() for f in finite):  # counted by out_of_range; the other readings skip them
-        denoised = [np.where(f, d, n) for f, d, n in zip(finite, denoised, noisy)]
-        residuals = [n - d for n, d in zip(noisy, denoised)]
+    if not all(np.isfinite(d).all() for d in denoised):  # counted by out_of_range; the rest skip them
+        denoised = [np.where(np.isfinite(d), d, n) for d, n in zip(denoised, noisy)]
+    residuals = [n - d for n, d in zip(noisy, denoised)]
     r = np.concatenate([x.reshape(-1) for x in residuals]).astype(np.float64)
     sigma = stats.noise_std if stats.blocks and stats.noise_std > 0 else float(np.std(r)) or 1.0
     mean = float(np.mean(r)) / sigma
