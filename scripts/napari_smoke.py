@@ -70,6 +70,14 @@ def main() -> int:
         assert out.data.shape == src.data.shape, (name, out.data.shape)
         assert np.isfinite(out.data).all(), name
         np.testing.assert_array_equal(out.scale, src.scale)
+    # the manifest's two function widgets open too (magicgui builds them from their signatures)
+    for title in (
+        "Denoise a layer with a model file (function)",
+        "Train and denoise a layer (function)",
+    ):
+        _, widget = viewer.window.add_plugin_dock_widget("napari-b2u", title)
+        assert widget is not None, title
+        print(f"opened: {title}")
     viewer.close()
     print("napari smoke test passed")
     return 0
